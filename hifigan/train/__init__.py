@@ -1,0 +1,1 @@
+"""Training: the loop, its schedule, EMA, checkpoints, statistics and the distribution backend."""

@@ -1,0 +1,56 @@
+"""The training schedule as data, and the optimizers it implies.
+
+A step runs every phase whose `every` divides the step index, each `repeats` times in a row.
+Lazy regularization (Karras et al. 2020, StyleGAN2, arXiv:1912.04958, appendix B): a phase that
+runs every k steps has its loss scaled by k, and the optimizer of a net that has such a phase
+uses lr * k/(k+1) and betas ** (k/(k+1)) so the effective step matches the non-lazy schedule.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from hifigan.errors import UserError
+
+
+@dataclass(frozen=True)
+class Phase:
+    name: str          # "Dmain", "Dreg", "Gmain", "Greg", "Cmain", "Qmain", ...
+    nets: tuple        # whose parameters get gradients and a step, e.g. ("D",) or ("G", "Q")
+    every: int = 1     # runs when step % every == 0; its loss is scaled by `every`
+    repeats: int = 1   # n_critic style ratios: D:G = 5:1 is Dmain(repeats=5)
+
+
+def build_phases(specs, known_nets) -> list[Phase]:
+    phases = []
+    for i, s in enumerate(specs):
+        unknown = [n for n in s.nets if n not in known_nets]
+        if unknown or not s.nets:
+            raise UserError(f"phases.{i}.nets: {unknown or '[]'} not among this model's networks "
+                            f"({', '.join(known_nets)})")
+        phases.append(Phase(s.name, tuple(s.nets), s.every, s.repeats))
+    return phases
+
+
+def lazy_ratio(phases: list[Phase], net: str) -> float:
+    """k/(k+1) for a net trained by a main phase and a phase that runs every k > 1 steps; else 1."""
+    lazy = [p.every for p in phases if net in p.nets and p.every > 1]
+    main = [p for p in phases if net in p.nets and p.every == 1]
+    if not lazy or not main:
+        return 1.0
+    k = max(lazy)
+    return k / (k + 1)
+
+
+def build_optimizer(params, ocfg, ratio: float = 1.0) -> torch.optim.Optimizer:
+    lr = ocfg.lr * ratio
+    if ocfg.name == "adam":
+        betas = tuple(b ** ratio for b in ocfg.betas)
+        return torch.optim.Adam(params, lr=lr, betas=betas, eps=ocfg.eps, weight_decay=ocfg.weight_decay)
+    if ocfg.name == "rmsprop":
+        return torch.optim.RMSprop(params, lr=lr, eps=ocfg.eps, momentum=ocfg.momentum,
+                                   weight_decay=ocfg.weight_decay)
+    if ocfg.name == "sgd":
+        return torch.optim.SGD(params, lr=lr, momentum=ocfg.momentum, weight_decay=ocfg.weight_decay)
+    raise UserError(f"optim: unknown optimizer {ocfg.name!r} (choose from adam, rmsprop, sgd)")

