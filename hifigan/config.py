@@ -186,7 +186,7 @@ def _join(prefix: str, name: str) -> str:
 
 
 def _spec(f: dataclasses.Field, value, key: str) -> Spec:
-    from hifigan import registry, models, objectives  # noqa: F401  (importing registers the classes)
+    from hifigan import registry
     reg = getattr(registry, f.metadata["registry"])
     sel = f.metadata["key"]
     if isinstance(value, Spec):

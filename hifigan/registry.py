@@ -15,9 +15,14 @@ from hifigan.errors import UserError
 class Registry:
     """A name -> class table for one kind of component (generators, objectives, ...)."""
 
-    def __init__(self, kind: str):
+    def __init__(self, kind: str, package: str):
         self.kind = kind
+        self.package = package  # importing it registers every entry (looked up lazily: no import cycles)
         self._classes: dict[str, type] = {}
+
+    def _load(self) -> None:
+        import importlib
+        importlib.import_module(self.package)
 
     def register(self, name: str):
         def deco(cls):
@@ -31,9 +36,11 @@ class Registry:
         return deco
 
     def names(self) -> list[str]:
+        self._load()
         return sorted(self._classes)
 
     def get(self, name: str, where: str = "") -> type:
+        self._load()
         if name not in self._classes:
             close = difflib.get_close_matches(str(name), self.names(), n=1)
             hint = f"did you mean {close[0]!r}? " if close else ""
@@ -50,8 +57,8 @@ class Registry:
         return cls(self.config(name, mapping, where))
 
 
-GENERATORS = Registry("generator")
-DISCRIMINATORS = Registry("discriminator")
-OBJECTIVES = Registry("objective")
-DATASETS = Registry("dataset")
-METRICS = Registry("metric")
+GENERATORS = Registry("generator", "hifigan.models")
+DISCRIMINATORS = Registry("discriminator", "hifigan.models")
+OBJECTIVES = Registry("objective", "hifigan.objectives")
+DATASETS = Registry("dataset", "hifigan.data")
+METRICS = Registry("metric", "hifigan.metrics")

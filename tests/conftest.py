@@ -1,0 +1,71 @@
+"""Shared helpers: tiny recipes, running the launch scripts in fresh processes, reading weights."""
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+PY = sys.executable
+
+
+def tiny_overrides(run_dir, arch="dcgan", **extra) -> list[str]:
+    """Overrides that shrink a recipe to a CPU test size (seconds)."""
+    o = [f"run_dir={run_dir}", "log.progress=false", "log.grid_size=16", "train.batch_size=16",
+         "train.ema_bn_batches=2", "train.threads=1"]
+    if arch == "dcgan":
+        o += ["G.width=8", "D.width=8"]
+    else:
+        o += ["G.hidden=[32,64]", "D.hidden=[64,32]", "D.dropout=0.0"]
+    o += [f"{k}={v}" for k, v in extra.items()]
+    return o
+
+
+def env1() -> dict:
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
+    for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
+        env.pop(k, None)
+    return env
+
+
+def run_script(script: str, *args, check=True, timeout=300, **kw) -> subprocess.CompletedProcess:
+    cmd = [PY, str(ROOT / "launch" / script), *map(str, args)]
+    r = subprocess.run(cmd, cwd=ROOT, env=env1(), capture_output=True, text=True, timeout=timeout, **kw)
+    if check and r.returncode != 0:
+        raise AssertionError(f"{cmd} -> {r.returncode}\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}")
+    return r
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def torchrun_cmd(nproc: int, script: str, *args) -> list[str]:
+    return [PY, "-m", "torch.distributed.run", f"--nproc_per_node={nproc}", "--nnodes=1",
+            f"--master_port={free_port()}", str(ROOT / "launch" / script), *map(str, args)]
+
+
+def read_weights(path) -> dict:
+    from safetensors.torch import load_file
+    return load_file(str(path))
+
+
+def latest_ckpt(run_dir) -> Path:
+    root = Path(run_dir) / "checkpoints"
+    return root / (root / "latest").read_text().strip()
+
+
+@pytest.fixture
+def dcgan_cfg():
+    return str(ROOT / "configs" / "mnist_dcgan.yaml")
+
+
+@pytest.fixture
+def gan_cfg():
+    return str(ROOT / "configs" / "mnist_gan.yaml")
