@@ -27,9 +27,18 @@ class AccelerateBackend:
         from accelerate.utils import DistributedDataParallelKwargs, set_seed
         if threads:
             torch.set_num_threads(threads)
+        import warnings
+        warnings.filterwarnings("ignore", message=".*broadcast_buffers.*is deprecated")
         ddp = DistributedDataParallelKwargs(broadcast_buffers=False)  # we broadcast after the step instead
-        self.acc = Accelerator(mixed_precision=mixed_precision, kwargs_handlers=[ddp])
+        # Without CUDA, Accelerate must be told it is a CPU run, or under torchrun it starts N
+        # independent single-process runs instead of one gloo group.
+        self.acc = Accelerator(mixed_precision=mixed_precision, kwargs_handlers=[ddp],
+                               cpu=not torch.cuda.is_available())
         self.rank, self.world = self.acc.process_index, self.acc.num_processes
+        launched = int(os.environ.get("WORLD_SIZE", "1"))
+        if launched != self.world:
+            raise RuntimeError(f"the launcher started {launched} processes but Accelerate formed a group of "
+                               f"{self.world}; check the accelerate config / ACCELERATE_USE_CPU")
         self.device, self.is_main = self.acc.device, self.acc.is_main_process
         self.mixed_precision = mixed_precision
         set_seed(seed, device_specific=True)  # per-rank streams: seed + rank

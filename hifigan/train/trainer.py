@@ -18,6 +18,7 @@ import signal
 import time
 from pathlib import Path
 
+import torch
 import yaml
 
 from hifigan import config as config_mod
@@ -49,8 +50,11 @@ class NetView:
 
 
 def build_nets(cfg) -> dict:
-    G = GENERATORS.get(cfg.G.name)(cfg.G.cfg)
-    D = DISCRIMINATORS.get(cfg.D.name)(cfg.D.cfg)
+    """G and D initialised from the run seed alone: the same weights on every rank and world size."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(cfg.seed)
+        G = GENERATORS.get(cfg.G.name)(cfg.G.cfg)
+        D = DISCRIMINATORS.get(cfg.D.name)(cfg.D.cfg)
     return {"G": G, "D": D}
 
 
@@ -306,7 +310,7 @@ class Trainer:
             print(f"warning: checkpoint written by {len(state['rng'])} ranks, resuming on {b.world}: "
                   f"per-rank random streams restart (the run continues, but not bit for bit)")
         if b.is_main:
-            print(f"resuming {ckpt} at step {self.step}, {self.nimg / 1000:.3f} kimg")
+            print(f"resuming {ckpt} at step {self.step}, {self.nimg / 1000:.3f} kimg", flush=True)
         return True
 
     def _check_same_model(self, saved: dict, ckpt: Path) -> None:
