@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -261,6 +262,26 @@ def dump(cfg) -> str:
 # ----------------------------------------------------------------------------------------------
 # Loading
 
+class _Loader(yaml.SafeLoader):
+    """YAML 1.2 scalars: only true/false are booleans (`mixed_precision: no` stays the string "no")
+    and 1e-3 is a float, as in YAML 1.2 and JSON."""
+
+
+_Loader.yaml_implicit_resolvers = {
+    ch: [(tag, rx) for tag, rx in resolvers if tag not in ("tag:yaml.org,2002:bool", "tag:yaml.org,2002:float")]
+    for ch, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_Loader.add_implicit_resolver("tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"),
+                              list("tTfF"))
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^(?:[-+]?(?:\d+\.\d*|\.\d+|\d+)(?:[eE][-+]?\d+)?|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"),
+    list("-+0123456789."))
+
+
+def loads(text: str):
+    return yaml.load(text, Loader=_Loader)
+
 def _set_dotted(tree: dict, dotted: str, value, source: str):
     parts = dotted.split(".")
     node = tree
@@ -289,7 +310,7 @@ def parse_overrides(overrides) -> list[tuple[str, object]]:
             raise UserError(f"command line: {item!r}: expected key=value, e.g. train.batch_size=64")
         key, raw = item.split("=", 1)
         try:
-            value = yaml.safe_load(raw) if raw != "" else ""
+            value = loads(raw) if raw != "" else ""
         except yaml.YAMLError:
             value = raw
         out.append((key.strip(), value))
@@ -300,7 +321,7 @@ def _read_yaml(path: Path) -> dict:
     if not path.is_file():
         raise UserError(f"{path}: config file not found (recipes live in configs/, e.g. configs/mnist_dcgan.yaml)")
     try:
-        data = yaml.safe_load(path.read_text())
+        data = loads(path.read_text())
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark else ""

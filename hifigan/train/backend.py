@@ -40,7 +40,10 @@ class AccelerateBackend:
             raise RuntimeError(f"the launcher started {launched} processes but Accelerate formed a group of "
                                f"{self.world}; check the accelerate config / ACCELERATE_USE_CPU")
         self.device, self.is_main = self.acc.device, self.acc.is_main_process
-        self.mixed_precision = mixed_precision
+        self.mixed_precision = mixed_precision if self.acc.native_amp else "no"
+        if mixed_precision != self.mixed_precision and self.is_main:
+            print(f"warning: Accelerate has no {mixed_precision} autocast on {self.device.type}; training in fp32 "
+                  f"(on CPU use train.mixed_precision=bf16)", flush=True)
         set_seed(seed, device_specific=True)  # per-rank streams: seed + rank
         if deterministic:
             torch.use_deterministic_algorithms(True, warn_only=True)

@@ -19,7 +19,6 @@ import time
 from pathlib import Path
 
 import torch
-import yaml
 
 from hifigan import config as config_mod
 from hifigan import sample
@@ -294,7 +293,7 @@ class Trainer:
         if ckpt is None:
             return False
         state = checkpoint.load_state(ckpt)
-        self._check_same_model(yaml.safe_load(state["config"]), ckpt)
+        self._check_same_model(config_mod.loads(state["config"]), ckpt)
         for n, net in self.all_nets().items():
             arch = self.cfg.D.name if n == "D" else self.cfg.G.name
             checkpoint.load_net_into(net, ckpt / f"{n}.safetensors", arch)
