@@ -160,7 +160,7 @@ class Trainer:
         every = {k: max(1, int(round(v * 1000))) for k, v in
                  (("log", cfg.log.every_kimg), ("image", cfg.log.image_every_kimg), ("ckpt", cfg.checkpoint.every_kimg))}
         last = {"time": time.perf_counter(), "nimg": self.nimg, "step": self.step}
-        saved_step = None
+        saved_step = imaged_step = None
         try:
             if not resumed:
                 self._log_images(writer)
@@ -172,6 +172,7 @@ class Trainer:
                     self._log_scalars(writer, last, bar)
                 if crossed["image"]:
                     self._log_images(writer)
+                    imaged_step = self.step
                 if crossed["ckpt"]:
                     self.save()
                     saved_step = self.step
@@ -180,6 +181,8 @@ class Trainer:
                 self._stop = b.any(self._stop)
                 if self._stop:
                     break
+            if imaged_step != self.step:
+                self._log_images(writer)
             if saved_step != self.step:
                 self.save()
         finally:
