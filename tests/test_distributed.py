@@ -60,3 +60,45 @@ def test_two_ranks_hold_identical_weights_at_every_checkpoint(tmp_path):
         assert s["world_size"] == 2 and len(s["rng"]) == 2
         assert len(s["digests"]) == 2 and s["digests"][0] == s["digests"][1], p
         assert not torch.equal(s["rng"][0]["torch"], s["rng"][1]["torch"])  # ranks have their own streams
+
+
+def _kill_run(run_dir) -> None:
+    """kill -9 the launcher and every worker of a run (torchrun puts workers in their own sessions)."""
+    import os
+    import signal
+    from pathlib import Path
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                cmd = (proc / "cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if f"run_dir={run_dir}".encode() in cmd:
+                try:
+                    os.kill(int(proc.name), signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+
+
+def test_kill_9_on_two_ranks_then_rerun_gives_bit_identical_weights(tmp_path):
+    import time
+    ref, run = tmp_path / "ref", tmp_path / "killed"
+
+    def args(r):
+        return [ROOT / "configs/mnist_dcgan.yaml",
+                *tiny_overrides(r, **{"train.batch_size": 32, "train.total_kimg": 3.2, "checkpoint.every_kimg": 0.32})]
+    torchrun(2, *args(ref))
+    proc = subprocess.Popen(torchrun_cmd(2, "train.py", *args(run)), cwd=ROOT, env=env1(),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    t0 = time.time()
+    while not (run / "checkpoints" / "latest").exists():
+        assert proc.poll() is None and time.time() - t0 < 300
+        time.sleep(0.05)
+    time.sleep(0.3)
+    assert proc.poll() is None, "the run finished before the kill"
+    _kill_run(run)
+    proc.wait()
+    torchrun(2, *args(run))
+    for net in ("G_ema", "G", "D"):
+        wa, wb = (read_weights(latest_ckpt(r) / f"{net}.safetensors") for r in (ref, run))
+        assert all(torch.equal(wa[k], wb[k]) for k in wa), net

@@ -88,15 +88,22 @@ def prune(root: Path, keep: int, protect: str) -> None:
 
 
 def latest(root: Path) -> Path | None:
-    """The newest complete checkpoint under a checkpoints folder, or None."""
+    """The newest complete checkpoint under a checkpoints folder, or None.
+
+    Normally the one `latest` names; if that folder is gone (a kill while re-saving the same
+    step), the newest complete `step-*` folder instead.
+    """
     ptr = root / "latest"
     if not ptr.is_file():
         return None
     ckpt = root / ptr.read_text().strip()
-    if not (ckpt / "state.pt").is_file():
-        raise UserError(f"{ptr}: points to {ckpt.name}, which is missing or incomplete; "
-                        f"edit {ptr} to name an existing step-* folder, or start a new run_dir")
-    return ckpt
+    if (ckpt / "state.pt").is_file():
+        return ckpt
+    complete = sorted(p for p in root.glob("step-*") if (p / "state.pt").is_file())
+    if not complete:
+        raise UserError(f"{ptr}: points to {ckpt.name}, which is missing, and no complete step-* folder is left; "
+                        f"start a new run_dir")
+    return complete[-1]
 
 
 def resolve(path) -> Path:
