@@ -29,7 +29,6 @@ from hifigan.errors import UserError
 
 FORMAT = "hifigan-net"
 VERSION = "1"
-NET_FILES = "safetensors"
 
 
 def _fsync_dir_tree(folder: Path) -> None:
