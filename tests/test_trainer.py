@@ -92,10 +92,10 @@ def test_shared_randomness_does_not_depend_on_the_split():
 
 
 def test_data_stream_is_a_permutation_per_epoch(trainer):
-    n = len(trainer.data)
-    idx = trainer.data.indices(0, n)
+    n = len(trainer.data.data)
+    idx = trainer.data.data.indices(0, n)
     assert sorted(idx.tolist()) == list(range(n))
-    crossing = trainer.data.indices(n - 5, 10)  # last 5 of epoch 0, first 5 of epoch 1
+    crossing = trainer.data.data.indices(n - 5, 10)  # last 5 of epoch 0, first 5 of epoch 1
     assert torch.equal(crossing[:5], idx[-5:])
-    assert not torch.equal(trainer.data.indices(n, 10), idx[:10])  # epoch 1 reshuffled
-    assert math.isclose(float(trainer.data.get(idx[:4], "cpu")[0].min()), -1.0)
+    assert not torch.equal(trainer.data.data.indices(n, 10), idx[:10])  # epoch 1 reshuffled
+    assert math.isclose(float(trainer.data.data.get(idx[:4], "cpu")[0].min()), -1.0)

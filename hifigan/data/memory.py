@@ -53,6 +53,43 @@ class InMemoryImages:
         return img, c
 
 
+class MemoryFeed:
+    """Feeds the training loop from an InMemoryImages: the global batch at stream position `nimg`
+    is drawn once per phase (`begin`) and each rank / micro-step takes its chunk (`next`). The
+    position is the trainer's nimg, so the feed itself has no state to checkpoint."""
+
+    def __init__(self, data: InMemoryImages, batch_gpu: int, seed: int, xflip: bool = False):
+        self.data, self.batch_gpu, self.seed, self.xflip = data, batch_gpu, seed, xflip
+        self.shape, self.num_classes = data.shape, data.num_classes
+        self.idx = self.flips = None
+
+    def begin(self, nimg: int, count: int) -> None:
+        self.idx = self.data.indices(nimg, count)
+        if self.xflip:
+            g = torch.Generator().manual_seed(self.seed * 1_000_003 + nimg + 1)
+            self.flips = torch.rand(count, generator=g) < 0.5
+
+    def next(self, chunk: int, device) -> tuple[torch.Tensor, torch.Tensor | None]:
+        sl = slice(chunk * self.batch_gpu, (chunk + 1) * self.batch_gpu)
+        img, c = self.data.get(self.idx[sl], device)
+        if self.xflip:
+            f = self.flips[sl].to(device)
+            img = torch.where(f[:, None, None, None], img.flip(3), img)
+        return img, c
+
+    def state_dict(self):
+        return None
+
+    def load_state_dict(self, state, world: int) -> None:
+        pass
+
+    def stats(self, reset: bool = True) -> dict:
+        return {}
+
+    def close(self) -> None:
+        pass
+
+
 def resize_uint8(images: np.ndarray, resolution: int) -> np.ndarray:
     """[N, C, h, w] uint8 -> [N, C, res, res] uint8, antialiased bilinear (area-like when shrinking)."""
     if images.shape[-1] == resolution and images.shape[-2] == resolution:

@@ -93,23 +93,20 @@ class Trainer:
         self._stop = False
 
     def _build_data(self):
-        from hifigan.data import build_dataset
-        data = build_dataset(self.cfg.data, self.cfg.seed)
-        G = self.nets["G"]
-        if tuple(G.img_shape) != data.shape:
-            raise UserError(f"data images are {list(data.shape)} (C, H, W) but G makes {list(G.img_shape)}; "
-                            f"set data.resolution and G/D resolution and channels to agree")
-        return data
+        from hifigan.data import build_feed
+        G, b = self.nets["G"], self.backend
+        return build_feed(self.cfg.data, self.cfg.seed, b.rank, b.world, self.batch_gpu, G.img_shape,
+                          G.num_classes, b.device)
 
     # -- one step ------------------------------------------------------------------------------
     def run_phase(self, ph) -> None:
-        b, B, bg = self.backend, self.cfg.train.batch_size, self.batch_gpu
+        b, B = self.backend, self.cfg.train.batch_size
         for name, net in self.nets.items():
             net.requires_grad_(name in ph.nets)
         views = {n: NetView(self.wrapped[n] if n in ph.nets else self.nets[n], self.nets[n]) for n in self.nets}
-        idx = None
-        if self.objective.needs_real(ph.name):
-            idx = self.data.indices(self.nimg, B)
+        real = self.objective.needs_real(ph.name)
+        if real:
+            self.data.begin(self.nimg, B)
             self.nimg += B
         self.rand.begin()
         trained = [self.wrapped[n] for n in ph.nets]
@@ -117,8 +114,8 @@ class Trainer:
         for a in range(self.accum):
             chunk = a * b.world + b.rank
             img = c = None
-            if idx is not None:
-                img, c = self.data.get(idx[chunk * bg:(chunk + 1) * bg], b.device)
+            if real:
+                img, c = self.data.next(chunk, b.device)
             batch = Batch(img=img, c=c, rand=self.rand.view(chunk))
             with b.no_sync(trained, enabled=a < self.accum - 1):
                 losses, stats = self.objective(ph.name, views, batch)
@@ -191,6 +188,7 @@ class Trainer:
                 bar.close()
             if writer is not None:
                 writer.close()
+            self.data.close()
         if b.is_main:
             why = "stopped by signal" if self._stop else "done"
             print(f"{why}: step {self.step}, {self.nimg / 1000:.3f} kimg; checkpoint in {checkpoint.latest(self.ckpt_root)}")
@@ -231,6 +229,8 @@ class Trainer:
 
     def _log_scalars(self, writer, last: dict, bar) -> None:
         b = self.backend
+        for k, v in self.data.stats().items():  # counts and capacities are per rank: log their sum
+            self.stats.add(k, v * (b.world if k.startswith("Data/skipped") or k.endswith("images_per_s") else 1))
         means = self.stats.means(b.reduce_mean if b.world > 1 else None)
         now = time.perf_counter()
         dt, dn, ds = now - last["time"], self.nimg - last["nimg"], self.step - last["step"]
@@ -274,6 +274,7 @@ class Trainer:
         self._standing_stats()
         rng = b.gather_object(b.rng_state())
         digests = b.gather_object(checkpoint.digest(self.all_nets()))
+        data_state = b.gather_object(self.data.state_dict())
         if b.is_main:
             arch = {"G": self.cfg.G.name, "D": self.cfg.D.name, "G_ema": self.cfg.G.name}
             kind = {"G": "generator", "D": "discriminator", "G_ema": "generator"}
@@ -283,7 +284,7 @@ class Trainer:
                 "step": self.step, "nimg": self.nimg, "data_position": self.nimg, "world_size": b.world,
                 "optim": {n: o.state_dict() for n, o in self.opts.items()},
                 "scalers": {n: s.state_dict() for n, s in self.scalers.items()},
-                "rng": rng, "shared_rng": self.rand.state(), "config": text, "digests": digests,
+                "rng": rng, "shared_rng": self.rand.state(), "data": data_state, "config": text, "digests": digests,
             }
             meta = {"config": text, "step": self.step, "kimg": self.nimg / 1000}
             checkpoint.save(self.ckpt_root, self.step, files, state, meta, self.cfg.checkpoint.keep)
@@ -306,6 +307,7 @@ class Trainer:
         self.step, self.nimg = int(state["step"]), int(state["nimg"])
         self.rand.set_state(state["shared_rng"])
         b = self.backend
+        self.data.load_state_dict(state.get("data") or [], int(state["world_size"]))
         if len(state["rng"]) == b.world:
             b.set_rng_state(state["rng"][b.rank])
         elif b.is_main:

@@ -1,0 +1,580 @@
+"""Streaming images from tar shards (the webdataset layout) with an exactly resumable position.
+
+Shards are plain tar files; a sample is the run of consecutive members that share a key
+(`00000042.jpg`, `00000042.cls`, `00000042.seg.png`). `launch/make_shards.py` writes them with a
+`dataset.json` that gives the sample count of every shard; without one the counts are found by
+reading the tar headers once (local files seek past the data, so this is cheap).
+
+Where the shards come from (`data.shards`): a brace pattern (`/data/ffhq-{000000..000139}.tar`),
+several patterns joined by `::`, a folder (its `dataset.json`, else its `*.tar`), a `dataset.json`,
+or `pipe:` commands (`pipe:curl -s http://host/ffhq-{000000..000139}.tar`, opened with
+webdataset's `gopen`; give `data.meta=dataset.json` so their counts need not be streamed first).
+
+The stream. Epoch e orders the shards by a permutation seeded with (seed, e) and concatenates
+their samples into one sequence of N. With R ranks and W loader workers there are S = R * W
+readers ("slots"); slot s reads the contiguous range [s*N//S, (s+1)*N//S) of that sequence, so
+every sample of the epoch is read by exactly one reader and readers differ by at most one sample.
+A reader cuts its range into windows of `shuffle_buffer` samples, holds one window (still
+encoded) in memory and emits it in an order permuted with (seed, e, S, s, window); the random
+x-flip of each sample comes from the same generator. After the last window of epoch e the
+reader goes on with its range of epoch e + 1, for ever (or for `epochs` epochs).
+
+Position and resume. A reader's position is the number of samples of its endless sequence it
+has emitted or skipped as bad. Every batch carries its reader's position; the training loop keeps
+the positions of the batches it has *consumed* (not those prefetched) and stores them in the
+checkpoint. A resumed reader re-reads the window holding its position (seeking to it through the
+tar headers), rebuilds the same permutation and continues after the last consumed sample.
+
+Guarantee: resumed on the same number of ranks and workers with the same seed and shards, the
+stream continues exactly as the uninterrupted stream would have -- no sample is repeated or
+skipped, and the shuffle buffer costs nothing (it is rebuilt, not lost). Resumed on another
+number of ranks or workers, every reader restarts at the epoch fraction of the least advanced
+old reader: no sample of the earlier epochs repeats, and within the current epoch at most the
+spread between the old readers' progress is read twice (a warning says so).
+
+Bad data is skipped, counted by reason (`REASONS`) and reported once per shard and reader on
+stderr: a truncated tar (the samples it should still hold), a sample without an image, an image
+that does not decode, an image of the wrong size, a missing or invalid class label. A skipped
+sample still advances the position, so skipping never shifts the stream.
+
+Multi-resolution: a reader can deliver `resolution` = source / 2^k for the progressive models.
+JPEGs are decoded at reduced size in the DCT domain (PIL `draft`, scales 1/2 .. 1/8) and the rest
+is an exact box filter (`Image.reduce`), i.e. the 2x2 average pyramid ProGAN trains on; other
+formats decode at full size and are box-reduced. See docs/benchmarks.md for the measured choice.
+"""
+from __future__ import annotations
+
+import io
+import json
+import math
+import os
+import sys
+import tarfile
+import time
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from hifigan.errors import UserError
+
+IMAGE_EXTS = ("jpg", "jpeg", "png", "webp")
+REASONS = ("truncated", "non_image", "undecodable", "wrong_size", "missing_label")
+FORMAT = "hifigan-shards"
+
+
+# -- which shards ----------------------------------------------------------------------------------
+def is_local(url: str) -> bool:
+    return not (url.startswith("pipe:") or "://" in url)
+
+
+def _read_meta(path: Path) -> dict:
+    try:
+        meta = json.loads(path.read_text())
+    except OSError as e:
+        raise UserError(f"{path}: cannot read ({e.strerror}); data.meta must be a dataset.json") from None
+    except json.JSONDecodeError as e:
+        raise UserError(f"{path}: not valid JSON ({e.msg}, line {e.lineno}); rerun launch/make_shards.py "
+                        f"to rewrite it") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT or not isinstance(meta.get("shards"), list):
+        raise UserError(f"{path}: not a hifigan dataset.json (no format '{FORMAT}' with a shard list); "
+                        f"write shards with launch/make_shards.py")
+    if not meta.get("complete", True):
+        print(f"warning: {path}: packing did not finish; reading the {len(meta['shards'])} shards written "
+              f"so far (rerun launch/make_shards.py to complete it)", file=sys.stderr)
+    return meta
+
+
+def _expand(spec: str) -> list[str]:
+    from webdataset.shardlists import expand_urls
+    return [u for u in expand_urls(spec) if u]
+
+
+class ShardSet:
+    """The ordered list of shards, their sample counts and the dataset.json (if any)."""
+
+    def __init__(self, urls: list[str], counts: list[int], meta: dict | None):
+        self.urls, self.counts, self.meta = urls, [int(c) for c in counts], meta
+        self.offsets = np.concatenate([[0], np.cumsum(self.counts)]).astype(np.int64)
+
+    @property
+    def total(self) -> int:
+        return int(self.offsets[-1])
+
+    @property
+    def resolution(self):
+        return None if self.meta is None else self.meta.get("resolution")
+
+    @property
+    def channels(self):
+        return None if self.meta is None else self.meta.get("channels")
+
+    @property
+    def classes(self) -> list:
+        return [] if self.meta is None else list(self.meta.get("classes") or [])
+
+    @property
+    def fingerprint(self) -> str:
+        import hashlib
+        h = hashlib.sha256()
+        for u, c in zip(self.urls, self.counts):
+            h.update(f"{os.path.basename(u)}:{c};".encode())
+        return h.hexdigest()[:16]
+
+    @classmethod
+    def open(cls, spec, meta: str | None = None, what: str = "data.shards") -> "ShardSet":
+        meta_path = Path(meta).expanduser() if meta else None
+        if isinstance(spec, (list, tuple)):
+            urls = [u for s in spec for u in _expand(str(s))]
+        else:
+            s = str(spec).strip()
+            p = Path(s).expanduser()
+            if not s:
+                raise UserError(f"{what}: empty; give a shard pattern, a folder or a dataset.json")
+            if not s.startswith("pipe:") and p.is_dir():
+                if (p / "dataset.json").is_file():
+                    meta_path = meta_path or p / "dataset.json"
+                    urls = None
+                else:
+                    urls = sorted(str(x) for x in p.glob("*.tar"))
+                    if not urls:
+                        raise UserError(f"{what}: {p} holds no dataset.json and no .tar files; pack images "
+                                        f"with launch/make_shards.py")
+            elif s.endswith(".json"):
+                if not p.is_file():
+                    raise UserError(f"{what}: {p} does not exist; give the dataset.json that "
+                                    f"launch/make_shards.py wrote, or the shard pattern")
+                meta_path, urls = p, None
+            else:
+                urls = _expand(s)
+        m = _read_meta(meta_path) if meta_path else None
+        if urls is None:
+            urls = [str(meta_path.parent / sh["name"]) for sh in m["shards"]]
+        if not urls:
+            raise UserError(f"{what}: {spec!r} matches no shards; check the pattern")
+        local = [u for u in urls if is_local(u)]
+        missing = [u for u in local if not Path(u).is_file()]
+        if len(missing) == len(urls):
+            raise UserError(f"{what}: {spec!r} matches no shards ({missing[0]} does not exist); check the "
+                            f"pattern and the brace range")
+        if missing:
+            raise UserError(f"{what}: {len(missing)} of {len(urls)} shards do not exist (first: {missing[0]}); "
+                            f"fix the brace range or pack the missing shards")
+        if m is None and local and len({str(Path(u).parent) for u in urls}) == 1:
+            auto = Path(urls[0]).parent / "dataset.json"
+            if auto.is_file():
+                m = _read_meta(auto)
+        counts = None
+        if m is not None:
+            by_name = {sh["name"]: int(sh["count"]) for sh in m["shards"]}
+            if all(os.path.basename(u) in by_name for u in urls):
+                counts = [by_name[os.path.basename(u)] for u in urls]
+            elif meta_path is not None:
+                raise UserError(f"{what}: shard {next(os.path.basename(u) for u in urls if os.path.basename(u) not in by_name)}"
+                                f" is not listed in {meta_path}; give the matching dataset.json")
+            else:
+                m = None
+        if counts is None:
+            print(f"counting samples in {len(urls)} shards (no dataset.json lists them)", file=sys.stderr)
+            counts = [count_samples(u) for u in urls]
+        if sum(counts) == 0:
+            raise UserError(f"{what}: the {len(urls)} shards hold no samples; pack images with "
+                            f"launch/make_shards.py")
+        return cls(urls, counts, m)
+
+
+# -- reading one shard -----------------------------------------------------------------------------
+def split_key(name: str) -> tuple[str, str]:
+    """webdataset's convention: the key is everything before the first dot of the file name."""
+    folder, base = os.path.split(name)
+    prefix, dot, ext = base.partition(".")
+    return os.path.join(folder, prefix), ext.lower()
+
+
+class _Truncated:
+    """Marker: the shard ended (or broke) before this sample."""
+
+
+TRUNCATED = _Truncated()
+
+
+def _open(url: str):
+    if is_local(url):
+        f = open(url, "rb")
+        return f, tarfile.open(fileobj=f, mode="r:")
+    from webdataset import gopen
+    f = gopen(url)
+    return f, tarfile.open(fileobj=f, mode="r|")
+
+
+def iter_samples(url: str, skip: int = 0):
+    """Yield (key, {ext: bytes}) for the samples of one shard after the first `skip`; a broken or
+    truncated shard ends with TRUNCATED. Local files seek past skipped members' data."""
+    try:
+        f, tf = _open(url)
+    except (OSError, tarfile.TarError):
+        yield TRUNCATED
+        return
+    try:
+        key, files, index = None, {}, -1
+        while True:
+            try:
+                m = tf.next()
+            except (tarfile.TarError, OSError, EOFError, ValueError):
+                yield TRUNCATED
+                return
+            if m is None:
+                break
+            if not m.isfile():
+                continue
+            k, ext = split_key(m.name)
+            if k != key:
+                if key is not None and index >= skip:
+                    yield key, files
+                key, files, index = k, {}, index + 1
+            if index >= skip:
+                try:
+                    data = tf.extractfile(m).read()
+                except (tarfile.TarError, OSError, EOFError, ValueError):
+                    yield TRUNCATED
+                    return
+                if len(data) != m.size:
+                    yield TRUNCATED
+                    return
+                files[ext] = data
+        if key is not None and index >= skip:
+            yield key, files
+    finally:
+        tf.close()
+        f.close()
+
+
+def count_samples(url: str) -> int:
+    n = 0
+    try:
+        f, tf = _open(url)
+    except (OSError, tarfile.TarError):
+        return 0
+    try:
+        key = None
+        while True:
+            try:
+                m = tf.next()
+            except (tarfile.TarError, OSError, EOFError, ValueError):
+                break
+            if m is None:
+                break
+            if m.isfile():
+                k = split_key(m.name)[0]
+                n, key = n + (k != key), k
+    finally:
+        tf.close()
+        f.close()
+    return n
+
+
+# -- decoding --------------------------------------------------------------------------------------
+class Skip(Exception):
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+def decode(files: dict, resolution: int, source_resolution: int, channels: int, num_classes: int,
+           flip: bool = False) -> tuple[np.ndarray, int]:
+    """One sample -> (uint8 [H, W, C] image, class or -1); raise Skip(reason) for bad data."""
+    ext = next((e for e in IMAGE_EXTS if e in files), None)
+    if ext is None:
+        raise Skip("non_image")
+    label = -1
+    if num_classes:
+        try:
+            label = int(files["cls"].decode().strip())
+        except (KeyError, ValueError, UnicodeDecodeError):
+            raise Skip("missing_label") from None
+        if not 0 <= label < num_classes:
+            raise Skip("missing_label")
+    mode = "L" if channels == 1 else "RGB"
+    try:
+        im = Image.open(io.BytesIO(files[ext]))
+        if im.size != (source_resolution, source_resolution):
+            raise Skip("wrong_size")
+        if resolution < source_resolution and im.format == "JPEG":
+            im.draft(mode, (resolution, resolution))  # DCT-domain downscale by up to 8 while decoding
+        im = im.convert(mode)
+        if im.width != resolution:
+            im = im.reduce(im.width // resolution)  # exact box filter (2x2 average per octave)
+    except Skip:
+        raise
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
+        raise Skip("undecodable") from None
+    arr = np.asarray(im)
+    if arr.shape[:2] != (resolution, resolution):
+        raise Skip("wrong_size")
+    if arr.ndim == 2:
+        arr = arr[:, :, None]
+    if flip:
+        arr = arr[:, ::-1]
+    return arr, label
+
+
+# -- the stream ------------------------------------------------------------------------------------
+class ShardStream(torch.utils.data.IterableDataset):
+    """Endless (or `epochs`-long) stream of uint8 batches for one rank; see the module docstring.
+
+    Each yielded item is a dict: img uint8 [B, C, H, W], c int64 [B] (or None), worker (logical
+    reader of this rank), pos (that reader's position after the batch), skipped (the reader's
+    bad-sample counts so far), busy (seconds spent producing the batch) and keys if with_keys.
+    """
+
+    def __init__(self, shards: ShardSet, *, batch_size: int, resolution: int | None = None,
+                 source_resolution: int | None = None, channels: int | None = None, num_classes: int = 0,
+                 rank: int = 0, world: int = 1, workers: int = 0, seed: int = 0, shuffle_buffer: int = 1000,
+                 xflip: bool = False, epochs: int | None = None, positions: list[int] | None = None,
+                 first_worker: int = 0, with_keys: bool = False, verbose: bool = True):
+        super().__init__()
+        self.shards, self.batch_size = shards, int(batch_size)
+        self.source_resolution = int(source_resolution or shards.resolution or resolution or 0)
+        self.resolution = int(resolution or self.source_resolution)
+        if not self.source_resolution:
+            raise UserError("data.resolution: unknown for shards without a dataset.json; set data.resolution")
+        if self.resolution > self.source_resolution or self.source_resolution % self.resolution:
+            raise UserError(f"data.resolution: {self.resolution} is not the shards' resolution "
+                            f"{self.source_resolution} divided by a whole number; use "
+                            f"{self.source_resolution}, {self.source_resolution // 2}, ...")
+        self.channels = int(channels or shards.channels or 3)
+        self.num_classes = int(num_classes)
+        self.rank, self.world, self.workers = rank, world, max(int(workers), 0)
+        self.readers = max(self.workers, 1)
+        self.slots = self.world * self.readers
+        if self.slots > shards.total:
+            raise UserError(f"data: {self.slots} readers ({world} ranks x {self.readers} workers) but only "
+                            f"{shards.total} samples; lower data.workers")
+        self.seed, self.buffer, self.xflip = int(seed), max(int(shuffle_buffer), 1), bool(xflip)
+        self.epochs = epochs
+        self.positions = list(positions) if positions is not None else [0] * self.readers
+        if len(self.positions) != self.readers:
+            raise ValueError("positions must hold one entry per worker")
+        self.first_worker, self.with_keys, self.verbose = int(first_worker) % self.readers, with_keys, verbose
+
+    # the shape of one slot's sequence
+    def slot_range(self, slot: int) -> tuple[int, int]:
+        n = self.shards.total
+        return slot * n // self.slots, (slot + 1) * n // self.slots
+
+    def shard_order(self, epoch: int) -> np.ndarray:
+        return np.random.default_rng([self.seed, epoch, 7]).permutation(len(self.shards.urls))
+
+    def _window_rng(self, epoch: int, slot: int, window: int) -> np.random.Generator:
+        return np.random.default_rng([self.seed, epoch, self.slots, slot, window])
+
+    def _raw(self, order: np.ndarray, start: int, stop: int):
+        """Samples [start, stop) of an epoch's concatenated sequence as (shard, key, files) or
+        (shard, None, TRUNCATED) for samples a broken shard no longer holds."""
+        counts = np.asarray(self.shards.counts)[order]
+        ends = np.cumsum(counts)
+        k = int(np.searchsorted(ends, start, side="right"))
+        pos = start
+        while pos < stop:
+            shard = int(order[k])
+            first = int(ends[k] - counts[k])
+            want = min(int(ends[k]), stop) - pos
+            got = 0
+            if want > 0:
+                for item in iter_samples(self.shards.urls[shard], skip=pos - first):
+                    if item is TRUNCATED:
+                        break
+                    yield shard, item[0], item[1]
+                    got += 1
+                    if got == want:
+                        break
+            for _ in range(want - got):
+                yield shard, None, TRUNCATED
+            pos += want
+            k += 1
+
+    def slot_samples(self, slot: int, position: int):
+        """Endless (pos_after, shard, key, files, flip) for one slot, starting at `position`."""
+        lo, hi = self.slot_range(slot)
+        n = hi - lo
+        epoch, p = divmod(int(position), n)
+        while self.epochs is None or epoch < self.epochs:
+            order = self.shard_order(epoch)
+            w0 = p // self.buffer
+            raw = self._raw(order, lo + w0 * self.buffer, hi)
+            for w in range(w0, math.ceil(n / self.buffer)):
+                size = min(self.buffer, n - w * self.buffer)
+                items = [next(raw) for _ in range(size)]
+                rng = self._window_rng(epoch, slot, w)
+                perm = rng.permutation(size) if self.buffer > 1 else np.arange(size)
+                flips = rng.random(size) < 0.5
+                for t in range(p - w * self.buffer if w == w0 else 0, size):
+                    j = perm[t]
+                    yield (epoch * n + w * self.buffer + t + 1, *items[j], bool(flips[j]) and self.xflip)
+            epoch, p = epoch + 1, 0
+
+    def __iter__(self):
+        info = torch.utils.data.get_worker_info()
+        if info is not None:
+            torch.set_num_threads(1)
+        logical = ((info.id if info is not None else 0) + self.first_worker) % self.readers
+        slot = self.rank * self.readers + logical
+        skipped, per_shard = Counter(), {}
+        imgs, labels, keys = [], [], []
+        t0 = time.perf_counter()
+        pos = self.positions[logical]
+        for pos, shard, key, files, flip in self.slot_samples(slot, self.positions[logical]):
+            try:
+                if files is TRUNCATED:
+                    raise Skip("truncated")
+                arr, label = decode(files, self.resolution, self.source_resolution, self.channels,
+                                    self.num_classes, flip)
+            except Skip as s:
+                skipped[s.reason] += 1
+                self._report(per_shard, shard, s.reason)
+                continue
+            imgs.append(arr)
+            labels.append(label)
+            keys.append(key)
+            if len(imgs) == self.batch_size:
+                yield self._batch(imgs, labels, keys, logical, pos, skipped, time.perf_counter() - t0)
+                imgs, labels, keys = [], [], []
+                t0 = time.perf_counter()
+        self._flush_reports(per_shard)
+        if imgs:
+            yield self._batch(imgs, labels, keys, logical, pos, skipped, time.perf_counter() - t0)
+
+    def _batch(self, imgs, labels, keys, logical, pos, skipped, busy) -> dict:
+        img = torch.from_numpy(np.stack(imgs)).permute(0, 3, 1, 2).contiguous()
+        out = {"img": img, "c": torch.tensor(labels, dtype=torch.int64) if self.num_classes else None,
+               "worker": logical, "pos": int(pos), "skipped": dict(skipped), "busy": busy}
+        if self.with_keys:
+            out["keys"] = list(keys)
+        return out
+
+    def _report(self, per_shard: dict, shard: int, reason: str) -> None:
+        """Count per shard; a shard's line is printed once, when the reader meets another shard."""
+        if per_shard and shard not in per_shard:
+            self._flush_reports(per_shard)
+        per_shard.setdefault(shard, Counter())[reason] += 1
+
+    def _flush_reports(self, per_shard: dict) -> None:
+        if self.verbose:
+            for shard, c in per_shard.items():
+                what = ", ".join(f"{v} {k}" for k, v in sorted(c.items()))
+                print(f"warning: data: {self.shards.urls[shard]}: skipped {sum(c.values())} samples ({what})",
+                      file=sys.stderr, flush=True)
+        per_shard.clear()
+
+
+def make_loader(stream: ShardStream, prefetch: int = 2, pin_memory: bool = False):
+    """A DataLoader over the stream: one process per worker, batches in round-robin worker order."""
+    kw = {"prefetch_factor": max(int(prefetch), 1), "persistent_workers": False} if stream.workers else {}
+    return torch.utils.data.DataLoader(stream, batch_size=None, num_workers=stream.workers,
+                                       pin_memory=pin_memory, **kw)
+
+
+class ShardFeed:
+    """Feeds the training loop from shards: every rank reads its own readers' batches of
+    `batch_gpu` images (uint8 travels, pinned when the device is CUDA; conversion to [-1, 1]
+    happens on the device) and keeps the positions of the batches it has consumed."""
+
+    def __init__(self, cfg, seed: int, rank: int, world: int, batch_gpu: int, img_shape, num_classes: int,
+                 device):
+        self.cfg, self.seed, self.rank, self.world, self.batch_gpu = cfg, seed, rank, world, batch_gpu
+        self.shards = ShardSet.open(cfg.shards, cfg.meta)
+        C, H, W = img_shape
+        classes = self.shards.classes
+        if self.shards.meta is not None:
+            if num_classes and len(classes) != num_classes:
+                raise UserError(f"data.shards: G is conditional on {num_classes} classes but the shards have "
+                                f"{len(classes)}; set G/D num_classes={len(classes)} or pack labels")
+            if self.shards.channels and self.shards.channels != C:
+                raise UserError(f"data.shards: images have {self.shards.channels} channels but G makes {C}; "
+                                f"set G/D channels={self.shards.channels}")
+        if cfg.resolution != H:
+            raise UserError(f"data.resolution={cfg.resolution} but G makes {H}x{W} images; make them agree")
+        self.shape, self.num_classes = (C, H, W), num_classes
+        self.readers = max(cfg.workers, 1)
+        self.positions, self.next_worker = [0] * self.readers, 0
+        self.pin = torch.device(device).type == "cuda"
+        self._it = None
+        self._skipped = [{} for _ in range(self.readers)]
+        self._n = self._busy = self._wait = 0.0
+        self._t = time.perf_counter()
+
+    def stream(self) -> ShardStream:
+        c = self.cfg
+        return ShardStream(self.shards, batch_size=self.batch_gpu, resolution=c.resolution, channels=self.shape[0],
+                           num_classes=self.num_classes, rank=self.rank, world=self.world, workers=c.workers,
+                           seed=self.seed, shuffle_buffer=c.shuffle_buffer, xflip=c.xflip,
+                           positions=self.positions, first_worker=self.next_worker, verbose=True)
+
+    def begin(self, nimg: int, count: int) -> None:
+        pass
+
+    def next(self, chunk: int, device) -> tuple[torch.Tensor, torch.Tensor | None]:
+        if self._it is None:
+            self._it = iter(make_loader(self.stream(), self.cfg.prefetch, self.pin))
+        t = time.perf_counter()
+        b = next(self._it)
+        self._wait += time.perf_counter() - t
+        w = b["worker"]
+        self.positions[w], self.next_worker = b["pos"], (w + 1) % self.readers
+        self._skipped[w] = b["skipped"]
+        self._busy += b["busy"]
+        self._n += len(b["img"])
+        img = b["img"].to(device, non_blocking=True).float().div_(127.5).sub_(1.0)
+        c = None if b["c"] is None else b["c"].to(device, non_blocking=True)
+        return img, c
+
+    def state_dict(self) -> dict:
+        return {"positions": list(self.positions), "next_worker": self.next_worker, "readers": self.readers,
+                "world": self.world, "seed": self.seed, "shuffle_buffer": self.cfg.shuffle_buffer,
+                "fingerprint": self.shards.fingerprint, "total": self.shards.total}
+
+    def load_state_dict(self, states: list, world: int) -> None:
+        """Restore this rank's readers from the per-rank states of a checkpoint (module docstring)."""
+        states = [s for s in states if s]
+        if not states:
+            return
+        same = (len(states) == self.world == world and all(
+            s["readers"] == self.readers and s["seed"] == self.seed and s["shuffle_buffer"] == self.cfg.shuffle_buffer
+            and s["fingerprint"] == self.shards.fingerprint for s in states))
+        if same:
+            self.positions, self.next_worker = list(states[self.rank]["positions"]), states[self.rank]["next_worker"]
+        else:
+            frac = min(pos / max(self._slot_len(s["total"], len(states) * s["readers"], r * s["readers"] + i), 1)
+                       for r, s in enumerate(states) for i, pos in enumerate(s["positions"]))
+            if s_total_differs := any(s["total"] != self.shards.total for s in states):
+                frac = math.floor(frac)
+            slots = self.world * self.readers
+            self.positions = [int(frac * self._slot_len(self.shards.total, slots, self.rank * self.readers + i))
+                              for i in range(self.readers)]
+            self.next_worker = 0
+            if self.rank == 0:
+                why = "other shards" if s_total_differs else "another number of ranks, workers, seed or shuffle buffer"
+                print(f"warning: data: the checkpoint's stream was read with {why}; every reader restarts at "
+                      f"epoch {frac:.4f}, so part of the current epoch may be seen twice", file=sys.stderr)
+        if self._it is not None:
+            self.close()
+
+    @staticmethod
+    def _slot_len(total: int, slots: int, slot: int) -> int:
+        return (slot + 1) * total // slots - slot * total // slots
+
+    def stats(self) -> dict:
+        """Per-rank figures since the last call; the trainer sums the *_sum ones over ranks."""
+        now = time.perf_counter()
+        out = {"Timing/data_images_per_s": self._n * self.readers / self._busy if self._busy > 0 else 0.0,
+               "Timing/data_wait_fraction": self._wait / max(now - self._t, 1e-9)}
+        for r in REASONS:
+            out[f"Data/skipped/{r}"] = float(sum(s.get(r, 0) for s in self._skipped))
+        self._n = self._busy = self._wait = 0.0
+        self._t = now
+        return out
+
+    def close(self) -> None:
+        self._it = None
