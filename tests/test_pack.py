@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageOps
 from skimage import data as skdata
 from skimage.transform import resize
 
@@ -149,6 +149,13 @@ def test_jpeg_of_the_target_size_is_stored_byte_for_byte(tmp_path):
     assert meta["passthrough"] == 1 and stored[0] == (src / "a.jpg").read_bytes()
     assert stored[1] != (src / "b.jpg").read_bytes() and decode(stored[1]).mode == "RGB"
     assert decode(stored[2]).size == (64, 64)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 degrees to display": stored upright, so not passed through
+    tinted(0, 64, 64, 0).transpose(Image.TRANSPOSE).save(src / "d.jpg", quality=90, exif=exif)
+    meta = pack(src, tmp_path / "exif", resolution=64, channels=3, shuffle=False, progress=False)
+    upright = decode(read_shards(tmp_path / "exif")[1][3][1][0][1])
+    assert meta["passthrough"] == 1 and np.abs(np.asarray(upright, np.float64) - np.asarray(
+        ImageOps.exif_transpose(Image.open(src / "d.jpg")), np.float64)).mean() < 3
     meta = pack(src, tmp_path / "again", resolution=64, channels=3, reencode=True, shuffle=False, progress=False)
     _, samples, _ = read_shards(tmp_path / "again")
     assert meta["passthrough"] == 0 and samples[0][1][0][1] != (src / "a.jpg").read_bytes()
@@ -303,6 +310,13 @@ def test_labels_json_names_classes_and_unlisted_images_are_skipped(tmp_path):
         assert int(members[1][1]) == tint_class(decode(members[0][1]))
     meta = pack(src, tmp_path / "none", labels="none", progress=False)
     assert meta["classes"] == [] and [e for e, _ in read_shards(tmp_path / "none")[1][0][1]] == ["jpg"]
+    (tmp_path / "null.json").write_text('{"labels": null}')  # StyleGAN's unconditional form
+    assert pack(src, tmp_path / "null", labels=str(tmp_path / "null.json"), progress=False)["classes"] == []
+    one = tmp_path / "one"
+    for i in range(2):
+        save(tinted(i, 40, 40, 0), one / "only" / f"{i}.png")
+    assert pack(one, tmp_path / "auto1", progress=False)["classes"] == []  # auto needs >= 2 sub-folders
+    assert pack(one, tmp_path / "folders1", labels="folders", progress=False)["classes"] == ["only"]
 
 
 def test_zip_of_the_folder_gives_the_same_shards(folder, tmp_path):

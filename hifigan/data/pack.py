@@ -58,6 +58,7 @@ import multiprocessing as mp
 import os
 import re
 import sys
+import tarfile
 import zipfile
 from collections import Counter
 from dataclasses import dataclass, field
@@ -73,7 +74,7 @@ IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".webp")
 ENCODINGS = {"jpg": "JPEG", "png": "PNG", "webp": "WEBP"}
 CROPS = ("center", "stretch", "none")
 BUILTINS = ("lfw", "mnist")
-_SHARD_RE = re.compile(r"^(.+)-\d{6}\.tar(\.tmp)?$")
+_SHARD_RE = re.compile(r"^([^/]+)-\d{6}\.tar(\.tmp)?$")
 
 
 class _Skip(Exception):
@@ -179,10 +180,11 @@ def _class_table(values: list, where: str) -> tuple[list[str], dict]:
     return names, {v: i for i, v in enumerate(names)}
 
 
-def _parse_labels_json(text: str, where: str) -> dict[str, object] | None:
+def _parse_labels_json(text: bytes, where: str) -> dict[str, object] | None:
+    """{relative path: class}, or None where the file says the set is unconditional."""
     try:
         data = json.loads(text)
-    except json.JSONDecodeError as e:
+    except ValueError as e:
         raise UserError(f"{where}: not valid JSON ({e}); fix it or pass --labels none") from None
     if isinstance(data, dict) and "labels" in data:
         data = data["labels"]
@@ -197,19 +199,23 @@ def _parse_labels_json(text: str, where: str) -> dict[str, object] | None:
     return {str(k).replace("\\", "/").removeprefix("./"): v for k, v in data.items()}
 
 
-def _folder_labels(rels: list[str], labels: str, root_json: str | None, where: str):
-    """Per-path class value (or None when missing) and the class table; None when unconditional."""
-    mapping = None
-    if labels not in ("auto", "folders", "none"):
+def _folder_labels(rels: list[str], labels: str, root_json: bytes | None, where: str):
+    """({path: class value or None when missing}, class table), or (None, None) when unconditional."""
+    if labels == "none":
+        return None, None
+    if labels not in ("auto", "folders"):
         path = Path(labels).expanduser()
         if not path.is_file():
             raise UserError(f"--labels {labels}: no such file; give a labels JSON, or auto, folders or none")
-        mapping = _parse_labels_json(path.read_text(), str(path))
+        root_json, where = path.read_bytes(), str(path)
     elif labels == "auto" and root_json is not None:
-        mapping = _parse_labels_json(root_json, f"{where}/labels.json")
-    elif labels == "none":
-        return None, None
-    if mapping is not None:
+        where = f"{where}/labels.json"
+    else:
+        root_json = None
+    if root_json is not None:
+        mapping = _parse_labels_json(root_json, where)
+        if mapping is None:
+            return None, None
         return {r: mapping.get(r) for r in rels}, _class_table(list(mapping.values()), where)
     if labels == "auto":
         tops = {r.split("/")[0] for r in rels if "/" in r}
@@ -222,7 +228,7 @@ def _folder_labels(rels: list[str], labels: str, root_json: str | None, where: s
 def _file_source(root: Path, labels: str, labelmaps) -> _Source:
     if root.is_dir():
         listing = _list_folder(root)
-        root_json = (root / "labels.json").read_text() if (root / "labels.json").is_file() else None
+        root_json = (root / "labels.json").read_bytes() if (root / "labels.json").is_file() else None
         reader, desc = _Files(root), str(root)
     else:
         try:
@@ -233,7 +239,7 @@ def _file_source(root: Path, labels: str, labelmaps) -> _Source:
         with zf:
             infos = [i for i in zf.infolist() if not i.is_dir()]
             listing = sorted((i.filename, i.file_size) for i in infos if _is_image(i.filename))
-            root_json = zf.read("labels.json").decode() if "labels.json" in zf.namelist() else None
+            root_json = zf.read("labels.json") if "labels.json" in zf.namelist() else None
         reader, desc = _Zip(root), str(root)
     if not listing:
         raise UserError(f"{root}: no images found (looked for {', '.join(IMAGE_EXTS)}, any case)")
@@ -522,8 +528,6 @@ def _sha256(path: Path) -> str:
 class _ShardWriter:
     def __init__(self, path: Path):
         self.path, self.tmp = path, path.with_name(path.name + ".tmp")
-        import tarfile
-        self._tarfile = tarfile
         self._f = open(self.tmp, "wb")
         self._tar = tarfile.open(fileobj=self._f, mode="w", format=tarfile.USTAR_FORMAT)
         self.count, self.content = 0, 0
@@ -534,7 +538,7 @@ class _ShardWriter:
 
     def add(self, members) -> None:
         for name, data in members:
-            ti = self._tarfile.TarInfo(name)
+            ti = tarfile.TarInfo(name)
             ti.size, ti.mtime, ti.mode = len(data), 0, 0o444
             ti.uid = ti.gid = 0
             ti.uname = ti.gname = ""
@@ -567,18 +571,12 @@ def _write_json(path: Path, obj: dict) -> None:
 
 # ---------------------------------------------------------------- the output folder
 
-def _remove_shards(out: Path, names: set[str], any_name: bool) -> None:
+def _remove_shards(out: Path, names: set | None, keep: set = frozenset()) -> None:
+    """Delete dataset.json.tmp and NAME-XXXXXX.tar[.tmp] files of these names (None: any name) but `keep`."""
     for p in out.iterdir():
         m = _SHARD_RE.match(p.name)
-        if p.is_file() and m and (any_name or m.group(1) in names):
-            p.unlink()
-
-
-def _remove_strays(out: Path, name: str, keep: set[str]) -> None:
-    """Delete .tmp files and this dataset's shards beyond the verified ones."""
-    for p in out.iterdir():
-        m = _SHARD_RE.match(p.name)
-        if p.is_file() and (p.name == "dataset.json.tmp" or (m and m.group(1) == name and p.name not in keep)):
+        if p.is_file() and (p.name == "dataset.json.tmp"
+                            or (m and (names is None or m.group(1) in names) and p.name not in keep)):
             p.unlink()
 
 
@@ -591,6 +589,7 @@ def _load_existing(out: Path, name: str, fingerprint: str, force: bool) -> dict 
             old = json.loads(meta_path.read_text())
         except (OSError, ValueError):
             old = {}
+        old = old if isinstance(old, dict) else {}
     tars = sorted(p.name for p in out.glob("*.tar"))
     if old is None and not tars:
         return None
@@ -605,13 +604,11 @@ def _load_existing(out: Path, name: str, fingerprint: str, force: bool) -> dict 
     if not force:
         raise UserError(f"{out} already holds another dataset ({why}); pass --force to replace it or choose "
                         f"another --out")
-    _remove_shards(out, {name, str((old or {}).get("name"))}, old is None)
+    _remove_shards(out, None if old is None else {name, str(old.get("name"))})
     for s in (old or {}).get("shards", []):
-        if isinstance(s, dict) and (out / str(s.get("name"))).is_file():
+        if isinstance(s, dict) and _SHARD_RE.match(str(s.get("name"))) and (out / s["name"]).is_file():
             (out / s["name"]).unlink()
-    for p in (meta_path, out / "dataset.json.tmp"):
-        if p.exists():
-            p.unlink()
+    meta_path.unlink(missing_ok=True)
     return None
 
 
@@ -680,7 +677,7 @@ def pack(source, out, *, name=None, resolution=None, crop="center", encoding="jp
               f"shards); nothing to do")
         return old
     kept = _verified_prefix(out, old) if old else []
-    _remove_strays(out, name, {s["name"] for s, _ in kept})
+    _remove_shards(out, {name}, keep={s["name"] for s, _ in kept})
 
     first = _probe(items, src.reader) if resolution is None or channels is None else None
     if first is None and (resolution is None or channels is None):
