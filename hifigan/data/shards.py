@@ -28,9 +28,9 @@ tar headers), rebuilds the same permutation and continues after the last consume
 Guarantee: resumed on the same number of ranks and workers with the same seed and shards, the
 stream continues exactly as the uninterrupted stream would have -- no sample is repeated or
 skipped, and the shuffle buffer costs nothing (it is rebuilt, not lost). Resumed on another
-number of ranks or workers, every reader restarts at the epoch fraction of the least advanced
-old reader: no sample of the earlier epochs repeats, and within the current epoch at most the
-spread between the old readers' progress is read twice (a warning says so).
+number of ranks, workers, seed, shuffle buffer or shards, the readers cannot be matched, so every
+reader restarts at the beginning of the least advanced old reader's epoch (a warning says so):
+nothing is skipped, and at most the part of that epoch read before the checkpoint is read again.
 
 Bad data is skipped, counted by reason (`REASONS`) and reported once per shard and reader on
 stderr: a truncated tar (the samples it should still hold), a sample without an image, an image
@@ -226,6 +226,9 @@ def iter_samples(url: str, skip: int = 0):
                 yield TRUNCATED
                 return
             if m is None:
+                if is_local(url) and not _ends_cleanly(f, tf.offset):
+                    yield TRUNCATED  # the sample in progress may have lost members: it counts as truncated
+                    return
                 break
             if not m.isfile():
                 continue
@@ -249,6 +252,16 @@ def iter_samples(url: str, skip: int = 0):
     finally:
         tf.close()
         f.close()
+
+
+def _ends_cleanly(f, offset: int) -> bool:
+    """A complete tar ends with two zero blocks; tarfile stops quietly at a cut header instead."""
+    try:
+        f.seek(offset)
+        block = f.read(1024)
+    except OSError:
+        return False
+    return len(block) == 1024 and not any(block)
 
 
 def count_samples(url: str) -> int:
@@ -424,7 +437,7 @@ class ShardStream(torch.utils.data.IterableDataset):
         skipped, per_shard = Counter(), {}
         imgs, labels, keys = [], [], []
         t0 = time.perf_counter()
-        pos = self.positions[logical]
+        pos, run = self.positions[logical], 0
         for pos, shard, key, files, flip in self.slot_samples(slot, self.positions[logical]):
             try:
                 if files is TRUNCATED:
@@ -434,7 +447,14 @@ class ShardStream(torch.utils.data.IterableDataset):
             except Skip as s:
                 skipped[s.reason] += 1
                 self._report(per_shard, shard, s.reason)
+                run += 1
+                if run >= self.shards.total:  # a whole dataset's worth in a row: nothing here is usable
+                    self._flush_reports(per_shard)
+                    what = ", ".join(f"{v} {k}" for k, v in sorted(skipped.items()))
+                    raise UserError(f"data.shards: no usable sample in {run} in a row ({what}); the shards are "
+                                    f"damaged or do not match data.resolution/channels/num_classes")
                 continue
+            run = 0
             imgs.append(arr)
             labels.append(label)
             keys.append(key)
@@ -519,7 +539,11 @@ class ShardFeed:
         if self._it is None:
             self._it = iter(make_loader(self.stream(), self.cfg.prefetch, self.pin))
         t = time.perf_counter()
-        b = next(self._it)
+        try:
+            b = next(self._it)
+        except UserError as e:  # raised in a reader process: keep only its own one-line message
+            lines = [ln for ln in str(e).splitlines() if "UserError: " in ln]
+            raise UserError(lines[-1].split("UserError: ", 1)[1] if lines else str(e)) from None
         self._wait += time.perf_counter() - t
         w = b["worker"]
         self.positions[w], self.next_worker = b["pos"], (w + 1) % self.readers
@@ -546,18 +570,16 @@ class ShardFeed:
         if same:
             self.positions, self.next_worker = list(states[self.rank]["positions"]), states[self.rank]["next_worker"]
         else:
-            frac = min(pos / max(self._slot_len(s["total"], len(states) * s["readers"], r * s["readers"] + i), 1)
-                       for r, s in enumerate(states) for i, pos in enumerate(s["positions"]))
-            if s_total_differs := any(s["total"] != self.shards.total for s in states):
-                frac = math.floor(frac)
+            epoch = min(pos // max(self._slot_len(s["total"], len(states) * s["readers"], r * s["readers"] + i), 1)
+                        for r, s in enumerate(states) for i, pos in enumerate(s["positions"]))
             slots = self.world * self.readers
-            self.positions = [int(frac * self._slot_len(self.shards.total, slots, self.rank * self.readers + i))
+            self.positions = [epoch * self._slot_len(self.shards.total, slots, self.rank * self.readers + i)
                               for i in range(self.readers)]
             self.next_worker = 0
             if self.rank == 0:
-                why = "other shards" if s_total_differs else "another number of ranks, workers, seed or shuffle buffer"
-                print(f"warning: data: the checkpoint's stream was read with {why}; every reader restarts at "
-                      f"epoch {frac:.4f}, so part of the current epoch may be seen twice", file=sys.stderr)
+                print(f"warning: data: the checkpoint's stream was read by other ranks, workers, seed, shuffle "
+                      f"buffer or shards; every reader restarts at the beginning of epoch {epoch}, so part of "
+                      f"that epoch is read again", file=sys.stderr)
         if self._it is not None:
             self.close()
 
