@@ -361,3 +361,26 @@ def test_two_processes_train_from_shards(mnist32, tmp_path):
     assert len(state["data"]) == 2 and len(set(state["digests"])) == 1
     # each rank read its own readers: 0.32 kimg / 2 ranks = 160 images per rank over its 2 readers
     assert [sum(s["positions"]) for s in state["data"]] == [160, 160]
+
+
+# -- multi-resolution ------------------------------------------------------------------------------
+@pytest.mark.parametrize("encoding, tol", [("png", 0.0), ("jpg", 1.5)])
+def test_the_same_shards_deliver_every_power_of_two_resolution(tmp_path, encoding, tol):
+    """32x32 shards read at 16, 8 and 4: the 2x2-average pyramid (JPEG: DCT-domain draft, close to it)."""
+    _photo_folder(tmp_path / "photos")
+    out = tmp_path / "s"
+    pack(str(tmp_path / "photos"), str(out), resolution=32, encoding=encoding, quality=95, progress=False)
+    shards = ShardSet.open(str(out))
+    full = {k: img.astype(np.float64) for k, img, _ in _epoch(shards, 1, 0, num_classes=3)}
+    for res in (16, 8, 4):
+        got = _epoch(shards, 1, 0, num_classes=3, resolution=res)
+        assert len(got) == len(full)
+        errs = []
+        for key, img, _ in got:
+            assert img.shape == (res, res, 3)
+            f = 32 // res
+            box = full[key].reshape(res, f, res, f, 3).mean(axis=(1, 3))
+            errs.append(np.abs(img - box).mean())
+        assert max(errs) <= tol + 0.5, (res, max(errs))  # +0.5: rounding to uint8
+    with pytest.raises(UserError, match="divided by a whole number"):
+        ShardStream(shards, batch_size=2, resolution=12)
