@@ -75,8 +75,8 @@ def frechet(a: np.ndarray, b: np.ndarray) -> float:
     from scipy import linalg
     mu1, mu2 = a.mean(0), b.mean(0)
     s1, s2 = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
-    covmean, _ = linalg.sqrtm(s1 @ s2, disp=False)
-    return float(((mu1 - mu2) ** 2).sum() + np.trace(s1 + s2 - 2 * covmean.real))
+    covmean = np.real(linalg.sqrtm(s1 @ s2))
+    return float(((mu1 - mu2) ** 2).sum() + np.trace(s1 + s2 - 2 * covmean))
 
 
 def main(argv=None) -> int:
@@ -95,7 +95,9 @@ def main(argv=None) -> int:
         y = torch.from_numpy(labels)
         clf, acc, tr, te = train_classifier(x, y, res)
         real = feats(clf, x)
-        rows = [("real held-out 500 vs real 4,500 (floor)", frechet(real[te.numpy()], real[tr.numpy()]), acc, None)]
+        with torch.no_grad():
+            conf = clf(x[te]).softmax(1).max(1).values.mean().item()
+        rows = [("real held-out 500 vs real 4,500 (floor)", frechet(real[te.numpy()], real[tr.numpy()]), conf, None)]
         for name, G in nets:
             fake = to_input(generate(G, range(args.samples)))
             with torch.no_grad():
