@@ -15,7 +15,7 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import ROOT, env1, latest_ckpt, read_weights, run_script, tiny_overrides, torchrun_cmd
+from conftest import PY, ROOT, env1, latest_ckpt, read_weights, run_script, tiny_overrides, torchrun_cmd
 from hifigan.data.builtin import load_mnist
 from hifigan.data.pack import pack
 from hifigan.data.shards import REASONS, ShardFeed, ShardSet, ShardStream, make_loader
@@ -384,3 +384,26 @@ def test_the_same_shards_deliver_every_power_of_two_resolution(tmp_path, encodin
         assert max(errs) <= tol + 0.5, (res, max(errs))  # +0.5: rounding to uint8
     with pytest.raises(UserError, match="divided by a whole number"):
         ShardStream(shards, batch_size=2, resolution=12)
+
+
+def test_ctrl_c_to_the_whole_process_group_still_checkpoints(mnist32, tmp_path):
+    """A terminal's Ctrl-C (or a scheduler's SIGTERM) reaches the reader processes too."""
+    import os
+    import signal
+    import time
+    run = tmp_path / "run"
+    cmd = [str(x) for x in (PY, ROOT / "launch/train.py", *_train_args(run, mnist32, 50))]
+    seen = None
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        proc = subprocess.Popen(cmd, cwd=ROOT, env=env1(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True, start_new_session=True)
+        t0 = time.time()
+        while not (run / "checkpoints" / "latest").exists() or latest_ckpt(run).name == seen:
+            assert proc.poll() is None and time.time() - t0 < 120  # wait for a checkpoint of this process
+            time.sleep(0.05)
+        before = latest_ckpt(run).name
+        os.killpg(proc.pid, sig)
+        out, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err[-2000:]
+        assert "stopped by signal" in out and latest_ckpt(run).name != before
+        seen = latest_ckpt(run).name

@@ -48,6 +48,7 @@ import io
 import json
 import math
 import os
+import signal
 import sys
 import tarfile
 import time
@@ -432,6 +433,11 @@ class ShardStream(torch.utils.data.IterableDataset):
         info = torch.utils.data.get_worker_info()
         if info is not None:
             torch.set_num_threads(1)
+            # Ctrl-C and a job scheduler's SIGTERM reach the whole process group: the training process
+            # checkpoints and then shuts its readers down, so they must outlive the signal (they still
+            # exit by themselves if the training process dies).
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
         logical = ((info.id if info is not None else 0) + self.first_worker) % self.readers
         slot = self.rank * self.readers + logical
         skipped, per_shard = Counter(), {}
