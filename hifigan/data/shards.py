@@ -338,7 +338,7 @@ def decode(files: dict, resolution: int, source_resolution: int, channels: int, 
 class ShardStream(torch.utils.data.IterableDataset):
     """Endless (or `epochs`-long) stream of uint8 batches for one rank; see the module docstring.
 
-    Each yielded item is a dict: img uint8 [B, C, H, W], c int64 [B] (or None), worker (logical
+    Each yielded item is a dict: img uint8 [B, C, H, W] (a view of channels-last memory), c int64 [B] (or None), worker (logical
     reader of this rank), pos (that reader's position after the batch), skipped (the reader's
     bad-sample counts so far), busy (seconds spent producing the batch) and keys if with_keys.
     """
@@ -433,11 +433,11 @@ class ShardStream(torch.utils.data.IterableDataset):
         info = torch.utils.data.get_worker_info()
         if info is not None:
             torch.set_num_threads(1)
-            # Ctrl-C and a job scheduler's SIGTERM reach the whole process group: the training process
-            # checkpoints and then shuts its readers down, so they must outlive the signal (they still
-            # exit by themselves if the training process dies).
+            # Ctrl-C and `kill -- -PGID` reach a whole process group: the training process checkpoints
+            # and then shuts its readers down, so they leave the group (they still exit by themselves
+            # if the training process dies, and the DataLoader can still terminate them).
+            os.setpgrp()
             signal.signal(signal.SIGINT, signal.SIG_IGN)
-            signal.signal(signal.SIGTERM, signal.SIG_IGN)
         logical = ((info.id if info is not None else 0) + self.first_worker) % self.readers
         slot = self.rank * self.readers + logical
         skipped, per_shard = Counter(), {}
@@ -473,7 +473,13 @@ class ShardStream(torch.utils.data.IterableDataset):
             yield self._batch(imgs, labels, keys, logical, pos, skipped, time.perf_counter() - t0)
 
     def _batch(self, imgs, labels, keys, logical, pos, skipped, busy) -> dict:
-        img = torch.from_numpy(np.stack(imgs)).permute(0, 3, 1, 2).contiguous()
+        # One copy per image: straight into shared memory (the DataLoader passes shared tensors on
+        # without copying them again), channels last; `img` is its [B, C, H, W] view.
+        buf = torch.empty((len(imgs), *imgs[0].shape), dtype=torch.uint8)
+        if torch.utils.data.get_worker_info() is not None:
+            buf.share_memory_()
+        np.stack(imgs, out=buf.numpy())
+        img = buf.permute(0, 3, 1, 2)
         out = {"img": img, "c": torch.tensor(labels, dtype=torch.int64) if self.num_classes else None,
                "worker": logical, "pos": int(pos), "skipped": dict(skipped), "busy": busy}
         if self.with_keys:
@@ -556,7 +562,8 @@ class ShardFeed:
         self._skipped[w] = b["skipped"]
         self._busy += b["busy"]
         self._n += len(b["img"])
-        img = b["img"].to(device, non_blocking=True).float().div_(127.5).sub_(1.0)
+        img = b["img"].to(device, non_blocking=True)
+        img = img.to(torch.float32, memory_format=torch.contiguous_format).div_(127.5).sub_(1.0)
         c = None if b["c"] is None else b["c"].to(device, non_blocking=True)
         return img, c
 
