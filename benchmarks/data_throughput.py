@@ -245,21 +245,22 @@ def eviction_check(path: Path) -> tuple[float, float]:
 
 # -- section 1: formats ----------------------------------------------------------------------------
 def bench_formats(s: dict, args) -> dict:
-    """{(format, cache): images/s} for one resolution; the best of --repeats passes."""
+    """{(format, cache): images/s} for one resolution: the best of --repeats passes, the formats
+    taking turns so that a slow spell of the machine does not land on one format's passes."""
     res, W, B = s["res"], args.workers, args.batch_size
     makers = {"shards": (s["shards"], lambda: shard_loader(s["shards"], res, B, W, seed=args.seed)),
               "loose": (s["jpeg"], lambda: map_loader(LooseFiles(s["jpeg"]), B, W, args.seed)),
               "png zip": (s["zip"], lambda: map_loader(PngZip(s["zip"]), B, W, args.seed))}
-    out = {}
+    rates = {}
     for cache in ("warm", "cold"):
-        for fmt, (path, make) in makers.items():
-            rates = []
-            for _ in range(args.repeats):
+        for _ in range(args.repeats):
+            for fmt, (path, make) in makers.items():
                 (evict if cache == "cold" else prewarm)(path)
-                rates.append(timed_pass(make(), res))
-            out[fmt, cache] = max(rates)
-            print(f"  {res}^2 {fmt:8s} {cache}: {out[fmt, cache]:8.1f} images/s", file=sys.stderr, flush=True)
-    return out
+                rates.setdefault((fmt, cache), []).append(timed_pass(make(), res))
+        for fmt in makers:
+            print(f"  {res}^2 {fmt:8s} {cache}: " + " ".join(f"{r:.0f}" for r in rates[fmt, cache]) + " images/s",
+                  file=sys.stderr, flush=True)
+    return {k: max(v) for k, v in rates.items()}
 
 
 def format_table(sets: list[dict], rates: dict) -> list[str]:
