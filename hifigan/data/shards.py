@@ -465,7 +465,9 @@ class ShardStream(torch.utils.data.IterableDataset):
             labels.append(label)
             keys.append(key)
             if len(imgs) == self.batch_size:
-                yield self._batch(imgs, labels, keys, logical, pos, skipped, time.perf_counter() - t0)
+                batch = self._batch(imgs, labels, keys, logical, pos, skipped, 0.0)
+                batch["busy"] = time.perf_counter() - t0  # reading, decoding and assembling
+                yield batch
                 imgs, labels, keys = [], [], []
                 t0 = time.perf_counter()
         self._flush_reports(per_shard)
@@ -475,9 +477,12 @@ class ShardStream(torch.utils.data.IterableDataset):
     def _batch(self, imgs, labels, keys, logical, pos, skipped, busy) -> dict:
         # One copy per image: straight into shared memory (the DataLoader passes shared tensors on
         # without copying them again), channels last; `img` is its [B, C, H, W] view.
-        buf = torch.empty((len(imgs), *imgs[0].shape), dtype=torch.uint8)
-        if torch.utils.data.get_worker_info() is not None:
-            buf.share_memory_()
+        shape = (len(imgs), *imgs[0].shape)
+        if torch.utils.data.get_worker_info() is not None:  # allocate in shared memory, no copy there
+            storage = torch.UntypedStorage._new_shared(int(np.prod(shape)))
+            buf = torch.empty(0, dtype=torch.uint8).set_(storage).view(shape)
+        else:
+            buf = torch.empty(shape, dtype=torch.uint8)
         np.stack(imgs, out=buf.numpy())
         img = buf.permute(0, 3, 1, 2)
         out = {"img": img, "c": torch.tensor(labels, dtype=torch.int64) if self.num_classes else None,
