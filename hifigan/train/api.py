@@ -12,4 +12,6 @@ def train(config_path: str, overrides=(), dry_run: bool = False) -> dict | None:
         if trainer.backend.is_main:
             print(describe(trainer))
         return None
-    return trainer.run()
+    result = trainer.run()
+    trainer.backend.close()
+    return result

@@ -111,6 +111,14 @@ class AccelerateBackend:
     def barrier(self) -> None:
         self.acc.wait_for_everyone()
 
+    def close(self) -> None:
+        """Leave the process group together: ranks tearing gloo down at interpreter exit while a
+        peer is still connected can abort (SIGABRT) after a finished run."""
+        import torch.distributed as dist
+        if self.world > 1 and dist.is_available() and dist.is_initialized():
+            dist.barrier()
+            dist.destroy_process_group()
+
     # -- RNG and resources ---------------------------------------------------------------------
     def rng_state(self) -> dict:
         np_state = np.random.get_state()
