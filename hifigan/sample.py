@@ -110,7 +110,8 @@ def make_grid(images: np.ndarray, cols: int | None = None, pad: int = 2) -> np.n
     return grid
 
 
-def _atomic(path: Path, write) -> None:
+def atomic_write(path: Path, write) -> None:
+    """Write through `write(tmp_path)` to a temporary name beside `path`, then rename it over `path`."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
@@ -125,7 +126,7 @@ def _atomic(path: Path, write) -> None:
 def save_png(path, image: np.ndarray) -> None:
     from PIL import Image
     img = Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image)
-    _atomic(Path(path), lambda tmp: img.save(tmp, format="PNG"))
+    atomic_write(Path(path), lambda tmp: img.save(tmp, format="PNG"))
 
 
 def write_samples(out_dir, seeds, images: np.ndarray, cols: int | None = None) -> None:
@@ -139,7 +140,7 @@ def write_samples(out_dir, seeds, images: np.ndarray, cols: int | None = None) -
     def write_npz(tmp):
         with open(tmp, "wb") as f:
             np.savez(f, images=images, seeds=np.asarray(seeds, dtype=np.int64))
-    _atomic(out / "samples.npz", write_npz)
+    atomic_write(out / "samples.npz", write_npz)
 
 
 def generate_from_checkpoint(path, seeds: str, out_dir, cls: int | None = None, batch_size: int = 64,

@@ -83,7 +83,7 @@ class MemoryFeed:
     def load_state_dict(self, state, world: int) -> None:
         pass
 
-    def stats(self, reset: bool = True) -> dict:
+    def stats(self) -> dict:
         return {}
 
     def close(self) -> None:

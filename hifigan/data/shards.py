@@ -59,9 +59,10 @@ import numpy as np
 import torch
 from PIL import Image
 
+from hifigan.data import sources
 from hifigan.errors import UserError
 
-IMAGE_EXTS = ("jpg", "jpeg", "png", "webp")
+IMAGE_EXTS = tuple(e.lstrip(".") for e in sources.IMAGE_EXTS)  # what pack reads, without the dot
 REASONS = ("truncated", "non_image", "undecodable", "wrong_size", "missing_label")
 FORMAT = "hifigan-shards"
 
@@ -335,6 +336,16 @@ def decode(files: dict, resolution: int, source_resolution: int, channels: int, 
 
 
 # -- the stream ------------------------------------------------------------------------------------
+def slot_range(total: int, slots: int, slot: int) -> tuple[int, int]:
+    """The contiguous part [lo, hi) of an epoch's `total` samples that reader `slot` of `slots` reads."""
+    return slot * total // slots, (slot + 1) * total // slots
+
+
+def _slot_len(total: int, slots: int, slot: int) -> int:
+    lo, hi = slot_range(total, slots, slot)
+    return hi - lo
+
+
 class ShardStream(torch.utils.data.IterableDataset):
     """Endless (or `epochs`-long) stream of uint8 batches for one rank; see the module docstring.
 
@@ -373,10 +384,8 @@ class ShardStream(torch.utils.data.IterableDataset):
             raise ValueError("positions must hold one entry per worker")
         self.first_worker, self.with_keys, self.verbose = int(first_worker) % self.readers, with_keys, verbose
 
-    # the shape of one slot's sequence
     def slot_range(self, slot: int) -> tuple[int, int]:
-        n = self.shards.total
-        return slot * n // self.slots, (slot + 1) * n // self.slots
+        return slot_range(self.shards.total, self.slots, slot)
 
     def shard_order(self, epoch: int) -> np.ndarray:
         return np.random.default_rng([self.seed, epoch, 7]).permutation(len(self.shards.urls))
@@ -465,16 +474,15 @@ class ShardStream(torch.utils.data.IterableDataset):
             labels.append(label)
             keys.append(key)
             if len(imgs) == self.batch_size:
-                batch = self._batch(imgs, labels, keys, logical, pos, skipped, 0.0)
-                batch["busy"] = time.perf_counter() - t0  # reading, decoding and assembling
-                yield batch
+                yield self._batch(imgs, labels, keys, logical, pos, skipped, t0)
                 imgs, labels, keys = [], [], []
                 t0 = time.perf_counter()
         self._flush_reports(per_shard)
         if imgs:
-            yield self._batch(imgs, labels, keys, logical, pos, skipped, time.perf_counter() - t0)
+            yield self._batch(imgs, labels, keys, logical, pos, skipped, t0)
 
-    def _batch(self, imgs, labels, keys, logical, pos, skipped, busy) -> dict:
+    def _batch(self, imgs, labels, keys, logical, pos, skipped, t0: float) -> dict:
+        """The batch dict; `busy` is the time since t0: reading, decoding and this assembly."""
         # One copy per image: straight into shared memory (the DataLoader passes shared tensors on
         # without copying them again), channels last; `img` is its [B, C, H, W] view.
         shape = (len(imgs), *imgs[0].shape)
@@ -486,7 +494,7 @@ class ShardStream(torch.utils.data.IterableDataset):
         np.stack(imgs, out=buf.numpy())
         img = buf.permute(0, 3, 1, 2)
         out = {"img": img, "c": torch.tensor(labels, dtype=torch.int64) if self.num_classes else None,
-               "worker": logical, "pos": int(pos), "skipped": dict(skipped), "busy": busy}
+               "worker": logical, "pos": int(pos), "skipped": dict(skipped), "busy": time.perf_counter() - t0}
         if self.with_keys:
             out["keys"] = list(keys)
         return out
@@ -588,10 +596,10 @@ class ShardFeed:
         if same:
             self.positions, self.next_worker = list(states[self.rank]["positions"]), states[self.rank]["next_worker"]
         else:
-            epoch = min(pos // max(self._slot_len(s["total"], len(states) * s["readers"], r * s["readers"] + i), 1)
+            epoch = min(pos // max(_slot_len(s["total"], len(states) * s["readers"], r * s["readers"] + i), 1)
                         for r, s in enumerate(states) for i, pos in enumerate(s["positions"]))
             slots = self.world * self.readers
-            self.positions = [epoch * self._slot_len(self.shards.total, slots, self.rank * self.readers + i)
+            self.positions = [epoch * _slot_len(self.shards.total, slots, self.rank * self.readers + i)
                               for i in range(self.readers)]
             self.next_worker = 0
             if self.rank == 0:
@@ -600,10 +608,6 @@ class ShardFeed:
                       f"that epoch is read again", file=sys.stderr)
         if self._it is not None:
             self.close()
-
-    @staticmethod
-    def _slot_len(total: int, slots: int, slot: int) -> int:
-        return (slot + 1) * total // slots - slot * total // slots
 
     def stats(self) -> dict:
         """Per-rank figures since the last call; the trainer sums the *_sum ones over ranks."""

@@ -222,7 +222,7 @@ class Trainer:
         from torch.utils.tensorboard import SummaryWriter
         self.run_dir.mkdir(parents=True, exist_ok=True)
         text = config_mod.dump(self.cfg)
-        sample._atomic(self.run_dir / "config.yaml", lambda tmp: Path(tmp).write_text(text))
+        sample.atomic_write(self.run_dir / "config.yaml", lambda tmp: Path(tmp).write_text(text))
         writer = SummaryWriter(str(self.run_dir / "tensorboard"), purge_step=self.nimg if resumed else None)
         writer.add_text("config", "```\n" + text + "\n```", self.nimg)
         return writer
