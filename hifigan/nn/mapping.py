@@ -1,0 +1,63 @@
+"""StyleGAN's mapping network (Karras et al. 2019, "A Style-Based Generator Architecture for
+Generative Adversarial Networks", arXiv:1812.04948, section 2): z -> w through an MLP of
+equalized-LR layers with a 100x lower learning rate (lr_mul 0.01, appendix C), broadcast to
+the synthesis layers as ws [N, num_ws, w_dim].
+
+It tracks the average w (moving average, decay w_avg_beta) for the truncation trick (section 5.2,
+appendix B): w' = w_avg + psi * (w - w_avg), applied to the layers before `cutoff` only.
+Conditional models embed the one-hot class, normalize it and concatenate it to z (StyleGAN2-ADA's
+scheme).
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from hifigan.nn.equalized import EqualLinear
+from hifigan.nn.norms import pixel_norm
+
+
+class MappingNetwork(nn.Module):
+    def __init__(self, z_dim: int, w_dim: int, num_ws: int, num_layers: int = 8, lr_mul: float = 0.01,
+                 num_classes: int = 0, w_avg_beta: float = 0.995, activation: str = "lrelu"):
+        super().__init__()
+        self.z_dim, self.w_dim, self.num_ws, self.num_classes = z_dim, w_dim, num_ws, num_classes
+        self.w_avg_beta = w_avg_beta
+        self.embed = EqualLinear(num_classes, w_dim) if num_classes else None
+        dims = [z_dim + (w_dim if num_classes else 0)] + [w_dim] * num_layers
+        self.layers = nn.ModuleList(EqualLinear(a, b, lr_mul=lr_mul, activation=activation)
+                                    for a, b in zip(dims[:-1], dims[1:]))
+        self.register_buffer("w_avg", torch.zeros(w_dim))
+
+    def forward(self, z: torch.Tensor, c: torch.Tensor | None = None, psi: float = 1.0, cutoff: int | None = None,
+                update_w_avg: bool = False) -> torch.Tensor:
+        """z [N, z_dim] (+ c [N] class indices) -> ws [N, num_ws, w_dim]."""
+        x = pixel_norm(z)
+        if self.embed is not None:
+            if c is None:
+                raise ValueError("this generator is conditional: pass class labels c")
+            y = pixel_norm(self.embed(F.one_hot(c.long(), self.num_classes).to(z.dtype)))
+            x = torch.cat([x, y], dim=1)
+        for layer in self.layers:
+            x = layer(x)
+        if update_w_avg:
+            with torch.no_grad():
+                self.w_avg.copy_(x.detach().mean(dim=0).lerp(self.w_avg, self.w_avg_beta))
+        ws = x[:, None].repeat(1, self.num_ws, 1)
+        return truncate(ws, self.w_avg, psi, cutoff)
+
+
+def truncate(ws: torch.Tensor, w_avg: torch.Tensor, psi: float = 1.0, cutoff: int | None = None) -> torch.Tensor:
+    """ws [N, L, w_dim] -> layers [0, cutoff) pulled towards w_avg by psi (psi = 0 gives w_avg)."""
+    if psi == 1:
+        return ws
+    cutoff = ws.shape[1] if cutoff is None else cutoff
+    head = w_avg.to(ws.dtype).lerp(ws[:, :cutoff], psi)
+    return torch.cat([head, ws[:, cutoff:]], dim=1)
+
+
+def mix_styles(ws: torch.Tensor, ws2: torch.Tensor, crossover: torch.Tensor) -> torch.Tensor:
+    """Style mixing: per sample i, layers < crossover[i] from ws, the rest from ws2 (crossover [N])."""
+    layer = torch.arange(ws.shape[1], device=ws.device)
+    return torch.where((layer[None, :] < crossover[:, None])[:, :, None], ws, ws2)
