@@ -23,7 +23,8 @@ setup(
         "scikit-image>=0.21",  # ships the LFW subset and the photographs the data benchmark crops
     ],
     extras_require={
-        "dev": ["pytest>=7.4", "pytest-timeout>=2.1"],
+        "dev": ["pytest>=7.4", "pytest-timeout>=2.1", "imageio>=2.31", "imageio-ffmpeg>=0.4.9"],
+        "video": ["imageio>=2.31", "imageio-ffmpeg>=0.4.9"],  # MP4 interpolation videos (GIF needs nothing)
         "kernels": ["triton>=3.0", "ninja>=1.11"],
         "deepspeed": ["deepspeed>=0.14"],
     },

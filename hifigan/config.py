@@ -114,6 +114,17 @@ class CheckpointConfig:
 
 
 @dataclass(kw_only=True)
+class ProgressiveConfig:
+    start_resolution: int = 4           # first training resolution (a power of two)
+    stable_kimg: float = 600.0          # thousands of real images per resolution at alpha = 1
+    fade_kimg: float = 600.0            # thousands of real images over which a new resolution fades in
+    batch_size: dict[str, int] = field(default_factory=dict)  # {resolution: global batch}; others use train.batch_size
+    batch_gpu: dict[str, int] = field(default_factory=dict)   # {resolution: per-rank micro-batch}; others: train.batch_gpu
+    lr: dict[str, float] = field(default_factory=dict)        # {resolution: lr of every optimizer}; others: optim.*.lr
+    reset_optimizer: bool = True        # clear Adam's moments when a fade-in or stable phase starts (ProGAN)
+
+
+@dataclass(kw_only=True)
 class Config:
     run_dir: typing.Optional[str] = None  # output folder; None = runs/<config file stem>
     seed: int = 0                         # global seed; ranks derive their own streams from it
@@ -126,6 +137,7 @@ class Config:
     data: DataConfig = field(default_factory=DataConfig)
     log: LogConfig = field(default_factory=LogConfig)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    progressive: typing.Optional[ProgressiveConfig] = None  # progressive growing schedule; None = fixed resolution
 
 
 # ----------------------------------------------------------------------------------------------
@@ -369,6 +381,19 @@ def validate(cfg: Config):
     for i, ph in enumerate(cfg.phases or []):
         if ph.every < 1 or ph.repeats < 1:
             raise ConfigError(f"phases.{i}", "every and repeats must be at least 1")
+    p = cfg.progressive
+    if p is not None:
+        r = p.start_resolution
+        if r < 4 or r & (r - 1):
+            raise ConfigError("progressive.start_resolution", f"must be a power of two >= 4, got {r}")
+        if p.stable_kimg < 0 or p.fade_kimg < 0:
+            raise ConfigError("progressive", "stable_kimg and fade_kimg must be >= 0")
+        for name in ("batch_size", "batch_gpu", "lr"):
+            for key, value in getattr(p, name).items():
+                if not str(key).isdigit() or int(key) & (int(key) - 1) or int(key) < 4:
+                    raise ConfigError(f"progressive.{name}.{key}", "keys are resolutions (powers of two >= 4)")
+                if value <= 0:
+                    raise ConfigError(f"progressive.{name}.{key}", "must be positive")
     d = cfg.data
     if d.resolution <= 0:
         raise ConfigError("data.resolution", "must be positive")
@@ -376,10 +401,15 @@ def validate(cfg: Config):
         raise ConfigError("data", "workers must be >= 0, prefetch and shuffle_buffer >= 1")
 
 
-def derive_batch(train: TrainConfig, world: int) -> tuple[int, int]:
-    """(per-rank micro-batch, accumulation steps) with batch_size = world * micro-batch * steps."""
-    b = train.batch_gpu or train.batch_size // world
-    if b <= 0 or train.batch_size % (world * b):
-        raise UserError(f"train.batch_size={train.batch_size} must be a multiple of ranks ({world}) x "
-                        f"train.batch_gpu ({b}); change one of them")
-    return b, train.batch_size // (world * b)
+def derive_batch(train: TrainConfig, world: int, batch_size: int | None = None,
+                 batch_gpu: int | None = None, where: str = "train") -> tuple[int, int]:
+    """(per-rank micro-batch, accumulation steps) with batch_size = world * micro-batch * steps.
+    `batch_size` / `batch_gpu` override the train section's (a progressive stage's values)."""
+    total = batch_size or train.batch_size
+    b = batch_gpu or train.batch_gpu or total // world
+    b = min(b, max(total // world, 1))
+    if b <= 0 or total % (world * b):
+        raise UserError(f"{where}: batch size {total} must be a multiple of ranks ({world}) x "
+                        f"per-rank micro-batch ({b}); change train.batch_size / train.batch_gpu "
+                        f"(or the progressive tables)")
+    return b, total // (world * b)

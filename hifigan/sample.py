@@ -1,7 +1,16 @@
-"""Sampling from a generator: per-seed latents, standing batch-norm statistics, grids, PNG/NPZ output.
+"""Sampling from a generator: per-seed latents, standing batch-norm statistics, truncation, grids,
+PNG/NPZ output.
 
 A seed fixes one image: z for seed s is drawn alone from `torch.Generator().manual_seed(s)`, and
-G runs in eval mode, so an image never depends on which other seeds share its batch.
+G runs in eval mode, so an image never depends on which other seeds share its batch. For a
+style-based generator (one with `mapping` and `synthesis`, StyleGAN: Karras et al. 2019,
+"A Style-Based Generator Architecture for Generative Adversarial Networks", arXiv:1812.04948) that
+holds with noise_mode "const" (fixed noise buffers) or "none"; "random" draws fresh noise per batch,
+so an image then changes from run to run and with the batch it shares.
+
+Truncation (the truncation trick of StyleGAN, section 3.1 above): ws = w_avg + psi * (ws - w_avg)
+on the styles [0, cutoff); psi = 1 is off, psi = 0 gives the average image for every seed.
+Style mixing and interpolation videos live in `hifigan.sample_style`.
 """
 from __future__ import annotations
 
@@ -16,21 +25,26 @@ from torch import nn
 from hifigan.errors import UserError
 
 
-def parse_seeds(text: str) -> list[int]:
-    """'0-63' or '1,5,9-11' -> list of ints."""
-    seeds = []
+def parse_ranges(text: str, flag: str) -> list[int]:
+    """'0-63' or '1,5,9-11' -> list of ints; errors name the command-line `flag`."""
+    values = []
     try:
         for part in str(text).split(","):
             lo, _, hi = part.strip().partition("-")
             lo, hi = int(lo), int(hi) if hi else int(lo)
             if lo < 0 or hi < lo:
                 raise ValueError
-            seeds.extend(range(lo, hi + 1))
+            values.extend(range(lo, hi + 1))
     except ValueError:
-        raise UserError(f"--seeds {text!r}: expected non-negative numbers and ranges like 0-63 or 1,5,9-11") from None
-    if not seeds:
-        raise UserError(f"--seeds {text!r}: no seeds given")
-    return seeds
+        raise UserError(f"{flag} {text!r}: expected non-negative numbers and ranges like 0-63 or 1,5,9-11") from None
+    if not values:
+        raise UserError(f"{flag} {text!r}: no values given")
+    return values
+
+
+def parse_seeds(text: str, flag: str = "--seeds") -> list[int]:
+    """'0-63' or '1,5,9-11' -> list of ints."""
+    return parse_ranges(text, flag)
 
 
 def seed_latents(seeds, z_dim: int) -> torch.Tensor:
@@ -80,22 +94,84 @@ def standing_stats(G: nn.Module, batches: int, batch_size: int = 64, seed: int =
     G.train(was_training)
 
 
+NOISE_MODES = ("const", "random", "none")
+
+
+def is_style_based(G: nn.Module) -> bool:
+    """StyleGAN-family generators expose `mapping` (z, c -> ws) and `synthesis` (ws -> img)."""
+    return hasattr(G, "mapping") and hasattr(G, "synthesis")
+
+
+def arch_name(G: nn.Module) -> str:
+    return getattr(G, "registry_name", type(G).__name__)
+
+
+def check_style_options(G: nn.Module, psi: float = 1.0, cutoff: int | None = None,
+                        noise_mode: str = "const") -> None:
+    """Truncation and noise options are for style-based generators; check them before any work."""
+    if noise_mode not in NOISE_MODES:
+        raise UserError(f"--noise-mode {noise_mode!r}: use one of {', '.join(NOISE_MODES)}")
+    if not is_style_based(G):
+        given = [f for f, on in [(f"--trunc {psi:g}", psi != 1), (f"--trunc-cutoff {cutoff}", cutoff is not None),
+                                 (f"--noise-mode {noise_mode}", noise_mode != "const")] if on]
+        if given:
+            raise UserError(f"{given[0]}: needs a style-based generator (StyleGAN), but this one is "
+                            f"{arch_name(G)!r} (no mapping network); drop the option")
+        return
+    if cutoff is not None and not 0 <= cutoff <= G.num_ws:
+        raise UserError(f"--trunc-cutoff {cutoff}: this generator has {G.num_ws} styles; give 0..{G.num_ws}")
+
+
+def to_uint8(img: torch.Tensor) -> torch.Tensor:
+    """img [N, C, H, W] in [-1, 1] -> uint8 [N, H, W, C] on the CPU."""
+    return (img.float() * 127.5 + 128).clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).cpu()
+
+
 @torch.no_grad()
-def generate(G: nn.Module, seeds, cls: int | None = None, batch_size: int = 64) -> np.ndarray:
-    """Images for `seeds` as uint8 [N, H, W, C]; G runs in eval mode."""
+def run_batched(G: nn.Module, fn, inputs, batch_size: int, post=to_uint8) -> torch.Tensor:
+    """post(fn(*slices)) over consecutive `batch_size` slices of `inputs` (None passes through), concatenated.
+
+    G runs in eval mode and goes back to its previous mode afterwards; each row of the result depends
+    only on its own row of the inputs (for a G without cross-sample layers in eval mode).
+    """
+    if batch_size < 1:
+        raise UserError(f"--batch {batch_size}: give a positive number of images per forward pass")
     device = next(G.parameters()).device
+    n = len(next(x for x in inputs if x is not None))
     was_training = G.training
     G.eval()
-    z_all = seed_latents(seeds, G.z_dim)
-    c_all = seed_labels(seeds, G.num_classes, cls)
-    out = []
-    for i in range(0, len(seeds), batch_size):
-        z = z_all[i:i + batch_size].to(device)
-        c = None if c_all is None else c_all[i:i + batch_size].to(device)
-        img = G(z, c).float()  # [n, C, H, W] in [-1, 1]
-        out.append((img * 127.5 + 128).clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).cpu())
-    G.train(was_training)
-    return torch.cat(out).numpy()
+    try:
+        out = [post(fn(*[None if x is None else x[i:i + batch_size].to(device) for x in inputs]))
+               for i in range(0, n, batch_size)]
+    finally:
+        G.train(was_training)
+    return torch.cat(out)
+
+
+def generate_z(G: nn.Module, z: torch.Tensor, c: torch.Tensor | None = None, batch_size: int = 64,
+               psi: float = 1.0, cutoff: int | None = None, noise_mode: str = "const") -> np.ndarray:
+    """Images for latents z [N, z_dim] (+ labels c [N]) as uint8 [N, H, W, C]."""
+    check_style_options(G, psi, cutoff, noise_mode)
+    if is_style_based(G):
+        def fn(z, c):
+            return G(z, c, psi=psi, cutoff=cutoff, noise_mode=noise_mode)  # [n, C, H, W] in [-1, 1]
+    else:
+        def fn(z, c):
+            return G(z, c)
+    return run_batched(G, fn, [z, c], batch_size).numpy()
+
+
+def generate(G: nn.Module, seeds, cls: int | None = None, batch_size: int = 64, psi: float = 1.0,
+             cutoff: int | None = None, noise_mode: str = "const") -> np.ndarray:
+    """Images for `seeds` as uint8 [N, H, W, C]; G runs in eval mode.
+
+    psi, cutoff: truncation (style-based generators only; psi != 1 raises UserError for others).
+    noise_mode: "const" or "none" keep a seed's image independent of its batch; "random" does not.
+    """
+    check_style_options(G, psi, cutoff, noise_mode)
+    z = seed_latents(seeds, G.z_dim)
+    c = seed_labels(seeds, G.num_classes, cls)
+    return generate_z(G, z, c, batch_size, psi, cutoff, noise_mode)
 
 
 def make_grid(images: np.ndarray, cols: int | None = None, pad: int = 2) -> np.ndarray:
@@ -143,9 +219,8 @@ def write_samples(out_dir, seeds, images: np.ndarray, cols: int | None = None) -
     atomic_write(out / "samples.npz", write_npz)
 
 
-def generate_from_checkpoint(path, seeds: str, out_dir, cls: int | None = None, batch_size: int = 64,
-                             device: str | None = None) -> np.ndarray:
-    """launch/generate.py: needs nothing but the checkpoint (G_ema if present, else G)."""
+def load_generator(path, device: str | None = None) -> nn.Module:
+    """The generator of a checkpoint (G_ema if present, else G), in eval mode without gradients."""
     from hifigan.train import checkpoint
     ckpt = checkpoint.resolve(path)
     if ckpt.is_dir():
@@ -158,8 +233,33 @@ def generate_from_checkpoint(path, seeds: str, out_dir, cls: int | None = None, 
     G, md = checkpoint.build_net(file)
     if md.get("kind") != "generator":
         raise UserError(f"{file}: holds a {md.get('kind')}, not a generator; give G_ema.safetensors or a run dir")
-    G = G.to(device or ("cuda" if torch.cuda.is_available() else "cpu")).eval().requires_grad_(False)
+    return G.to(device or ("cuda" if torch.cuda.is_available() else "cpu")).eval().requires_grad_(False)
+
+
+def generate_from_checkpoint(path, seeds: str, out_dir, cls: int | None = None, batch_size: int = 64,
+                             device: str | None = None, *, psi: float = 1.0, cutoff: int | None = None,
+                             noise_mode: str = "const", mix_rows: str | None = None, mix_cols: str | None = None,
+                             mix_styles: str | None = None, interp: str | None = None, space: str = "z",
+                             frames_per_seed: int = 30, video=None, fps: float = 30.0,
+                             loop: bool = False) -> np.ndarray:
+    """launch/generate.py: needs nothing but the checkpoint (G_ema if present, else G).
+
+    Always writes the per-seed samples (see `write_samples`); with mix_rows/mix_cols also
+    mix_grid.png and mix.npz; with interp also a video (default OUT_DIR/interp.gif). Every option
+    is checked before anything is generated or written.
+    """
+    from hifigan import sample_style as style
+    G = load_generator(path, device)
+    check_style_options(G, psi, cutoff, noise_mode)
     seed_list = parse_seeds(seeds)
-    images = generate(G, seed_list, cls, batch_size)
+    mix = style.MixPlan.parse(G, mix_rows, mix_cols, mix_styles)
+    walk = style.InterpPlan.parse(G, interp, space, frames_per_seed, video, fps, loop, out_dir)
+    opts = dict(cls=cls, batch_size=batch_size, psi=psi, cutoff=cutoff, noise_mode=noise_mode)
+    images = generate(G, seed_list, **opts)
     write_samples(out_dir, seed_list, images, G.num_classes or None)
+    if mix is not None:
+        style.write_mix(out_dir, mix, *style.style_mix(G, mix.rows, mix.cols, mix.styles, **opts))
+    if walk is not None:
+        frames = style.interpolate(G, walk.seeds, walk.space, walk.frames_per_seed, walk.loop, **opts)
+        style.write_video(walk.video, frames, walk.fps)
     return images

@@ -1,17 +1,25 @@
 #!/usr/bin/env python
 """Sample images from a checkpoint: one PNG per seed, grid.png and samples.npz (key `images`,
-uint8 [N, H, W, C]).
+uint8 [N, H, W, C]); optionally a style-mixing grid and an interpolation video.
 
     python launch/generate.py runs/mnist_dcgan --seeds 0-63 --out samples [--class 3]
+    python launch/generate.py runs/ffhq --seeds 0-15 --out s --trunc 0.7 --trunc-cutoff 8
+    python launch/generate.py runs/ffhq --out s --mix-rows 0-4 --mix-cols 10-15 --mix-styles 0-3
+    python launch/generate.py runs/ffhq --out s --interp 0,5,9 --space w --video s/walk.mp4 --loop
+
+Style mixing writes OUT/mix_grid.png (column seeds on top, row seeds on the left; cell = the row
+seed with the --mix-styles taken from the column seed) and OUT/mix.npz (key `images`, uint8
+[rows, cols, H, W, C]). The video has frames-per-seed * (seeds - 1) + 1 frames, or
+frames-per-seed * seeds with --loop; frame i * frames-per-seed is seed i's own image.
 """
 import argparse
 import sys
 
 from hifigan.errors import run_main
-from hifigan.sample import generate_from_checkpoint
+from hifigan.sample import NOISE_MODES, generate_from_checkpoint
 
 
-def main(argv=None) -> int:
+def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("checkpoint", help="run dir, checkpoint folder or .safetensors file")
     p.add_argument("--seeds", default="0-63", help="seeds, e.g. 0-63 or 1,5,9-11 (one image each)")
@@ -20,8 +28,35 @@ def main(argv=None) -> int:
                    help="class label for conditional models (default: seed %% num_classes)")
     p.add_argument("--batch", type=int, default=64, help="images per forward pass")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
-    args = p.parse_args(argv)
-    return run_main(generate_from_checkpoint, args.checkpoint, args.seeds, args.out, args.cls, args.batch, args.device)
+    g = p.add_argument_group("StyleGAN generators")
+    g.add_argument("--trunc", type=float, default=1.0, metavar="PSI",
+                   help="truncation: w = w_avg + PSI * (w - w_avg); 1 = off, 0 = the average image (default 1)")
+    g.add_argument("--trunc-cutoff", type=int, default=None, metavar="N",
+                   help="truncate only styles 0..N-1 (default: all)")
+    g.add_argument("--noise-mode", choices=NOISE_MODES, default="const",
+                   help="per-layer noise: const (fixed; a seed fixes its image), random (changes with the "
+                        "run and the batch), none (default const)")
+    g.add_argument("--mix-rows", metavar="SEEDS", help="style mixing: seeds of the rows (source A)")
+    g.add_argument("--mix-cols", metavar="SEEDS", help="style mixing: seeds of the columns (source B)")
+    g.add_argument("--mix-styles", metavar="RANGE",
+                   help="styles the columns provide, e.g. 0-3 (coarse, the default) or 8-13 (fine)")
+    v = p.add_argument_group("interpolation video")
+    v.add_argument("--interp", metavar="SEEDS", help="walk through these seeds, e.g. 0,5,9 (at least two)")
+    v.add_argument("--space", choices=["z", "w"], default="z",
+                   help="z: spherical interpolation of z (any generator); w: linear in w (StyleGAN)")
+    v.add_argument("--frames-per-seed", type=int, default=30, metavar="N", help="frames from one seed to the next")
+    v.add_argument("--video", default=None, metavar="PATH", help=".gif or .mp4 (default OUT/interp.gif)")
+    v.add_argument("--fps", type=float, default=30.0, help="frames per second (default 30)")
+    v.add_argument("--loop", action="store_true", help="walk back to the first seed")
+    return p.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    a = parse_args(argv)
+    return run_main(generate_from_checkpoint, a.checkpoint, a.seeds, a.out, a.cls, a.batch, a.device,
+                    psi=a.trunc, cutoff=a.trunc_cutoff, noise_mode=a.noise_mode, mix_rows=a.mix_rows,
+                    mix_cols=a.mix_cols, mix_styles=a.mix_styles, interp=a.interp, space=a.space,
+                    frames_per_seed=a.frames_per_seed, video=a.video, fps=a.fps, loop=a.loop)
 
 
 if __name__ == "__main__":

@@ -61,7 +61,13 @@ class MemoryFeed:
     def __init__(self, data: InMemoryImages, batch_gpu: int, seed: int, xflip: bool = False):
         self.data, self.batch_gpu, self.seed, self.xflip = data, batch_gpu, seed, xflip
         self.shape, self.num_classes = data.shape, data.num_classes
+        self.resolution = data.shape[-1]
         self.idx = self.flips = None
+
+    def configure(self, resolution: int, batch_gpu: int) -> None:
+        """Deliver `batch_gpu` images per chunk at `resolution` (box-downsampled on the device;
+        progressive growing)."""
+        self.resolution, self.batch_gpu = resolution, batch_gpu
 
     def begin(self, nimg: int, count: int) -> None:
         self.idx = self.data.indices(nimg, count)
@@ -72,6 +78,8 @@ class MemoryFeed:
     def next(self, chunk: int, device) -> tuple[torch.Tensor, torch.Tensor | None]:
         sl = slice(chunk * self.batch_gpu, (chunk + 1) * self.batch_gpu)
         img, c = self.data.get(self.idx[sl], device)
+        if self.resolution != img.shape[-1]:
+            img = F.avg_pool2d(img, img.shape[-1] // self.resolution)
         if self.xflip:
             f = self.flips[sl].to(device)
             img = torch.where(f[:, None, None, None], img.flip(3), img)

@@ -542,6 +542,7 @@ class ShardFeed:
         if cfg.resolution != H:
             raise UserError(f"data.resolution={cfg.resolution} but G makes {H}x{W} images; make them agree")
         self.shape, self.num_classes = (C, H, W), num_classes
+        self.resolution = cfg.resolution
         self.readers = max(cfg.workers, 1)
         self.positions, self.next_worker = [0] * self.readers, 0
         self.pin = torch.device(device).type == "cuda"
@@ -552,10 +553,17 @@ class ShardFeed:
 
     def stream(self) -> ShardStream:
         c = self.cfg
-        return ShardStream(self.shards, batch_size=self.batch_gpu, resolution=c.resolution, channels=self.shape[0],
+        return ShardStream(self.shards, batch_size=self.batch_gpu, resolution=self.resolution, channels=self.shape[0],
                            num_classes=self.num_classes, rank=self.rank, world=self.world, workers=c.workers,
                            seed=self.seed, shuffle_buffer=c.shuffle_buffer, xflip=c.xflip,
                            positions=self.positions, first_worker=self.next_worker, verbose=True)
+
+    def configure(self, resolution: int, batch_gpu: int) -> None:
+        """Read at `resolution` (the shards' resolution / 2^k) in batches of `batch_gpu`: the readers
+        restart from the consumed positions, so nothing is skipped or read twice (progressive growing)."""
+        if (resolution, batch_gpu) != (self.resolution, self.batch_gpu):
+            self.resolution, self.batch_gpu = resolution, batch_gpu
+            self.close()
 
     def begin(self, nimg: int, count: int) -> None:
         pass

@@ -51,8 +51,14 @@ class AccelerateBackend:
 
     # -- nets and steps ------------------------------------------------------------------------
     def prepare(self, nets: dict[str, nn.Module]) -> dict[str, nn.Module]:
-        """Wrap each net on its own (one DDP per net), so a phase syncs only the nets it trains."""
-        return {name: self.acc.prepare_model(net) for name, net in nets.items()}
+        """Wrap each net on its own (one DDP per net), so a phase syncs only the nets it trains.
+        Progressive nets leave the layers outside the current stage unused, which DDP must be told."""
+        out = {}
+        for name, net in nets.items():
+            if self.acc.ddp_handler is not None:
+                self.acc.ddp_handler.find_unused_parameters = bool(getattr(net, "progressive", False))
+            out[name] = self.acc.prepare_model(net)
+        return out
 
     def unwrap(self, net: nn.Module) -> nn.Module:
         return self.acc.unwrap_model(net)
@@ -95,6 +101,15 @@ class AccelerateBackend:
         if self.world == 1:
             return x
         return self.acc.reduce(x.to(self.device), reduction="mean").cpu()
+
+    def all_mean(self, x: torch.Tensor) -> torch.Tensor:
+        """Mean over ranks of a detached statistic, on the device (e.g. the path-length mean)."""
+        if self.world == 1:
+            return x
+        import torch.distributed as dist
+        y = x.detach().clone()
+        dist.all_reduce(y)
+        return y / self.world
 
     def any(self, flag: bool) -> bool:
         if self.world == 1:

@@ -30,6 +30,7 @@ from hifigan.train import checkpoint
 from hifigan.train.backend import AccelerateBackend
 from hifigan.train.ema import ema_beta, ema_update
 from hifigan.train.phases import build_optimizer, build_phases, lazy_ratio
+from hifigan.train.progressive import fade_reals, per_resolution, stage_at
 from hifigan.train.sampler import SharedRandom
 from hifigan.train.stats import Collector
 
@@ -64,9 +65,17 @@ class Trainer:
         self.backend = b = backend or AccelerateBackend(t.mixed_precision, cfg.seed, t.deterministic, t.threads)
         self.run_dir = Path(cfg.run_dir)
         self.ckpt_root = self.run_dir / "checkpoints"
+        self.batch_size = t.batch_size
         self.batch_gpu, self.accum = config_mod.derive_batch(t, b.world)
         self.objective = OBJECTIVES.get(cfg.objective.name)(cfg.objective.cfg)
         self.nets = build_nets(cfg)
+        self.stage, self.stage_index = None, None
+        if cfg.progressive is not None:
+            for n, net in self.nets.items():
+                if not getattr(net, "progressive", False):
+                    raise UserError(f"progressive: {n} ({getattr(cfg, n).name}) does not grow progressively; remove "
+                                    f"the progressive section or use an architecture that grows (progan, "
+                                    f"stylegan1 with progressive: true)")
         self.data = self._build_data()
         self.phases = build_phases(cfg.phases or self.objective.default_phases, list(self.nets))
         if not any(self.objective.needs_real(p.name) for p in self.phases):
@@ -81,6 +90,7 @@ class Trainer:
                 raise UserError(f"optim.{name}: missing; every trained network needs optimizer settings")
             self.opts[name] = build_optimizer(self.nets[name].parameters(), cfg.optim[name],
                                               lazy_ratio(self.phases, name))
+            self.opts[name].lazy_ratio = lazy_ratio(self.phases, name)
             self.scalers[name] = b.make_scaler()
         extra = set(cfg.optim) - set(self.nets)
         if extra:
@@ -91,6 +101,7 @@ class Trainer:
         self.total_nimg = int(round(t.total_kimg * 1000))
         self.stats = Collector()
         self._stop = False
+        self._last_reals: list = []
 
     def _build_data(self):
         from hifigan.data import build_feed
@@ -98,13 +109,55 @@ class Trainer:
         return build_feed(self.cfg.data, self.cfg.seed, b.rank, b.world, self.batch_gpu, G.img_shape,
                           G.num_classes, b.device)
 
+    # -- progressive growing -------------------------------------------------------------------
+    def apply_stage(self) -> None:
+        """Set resolution, alpha, batch, learning rate and data for the stage at self.nimg (a pure
+        function of nimg, so a resumed run continues in the same stage; see train/progressive.py)."""
+        p, t, b = self.cfg.progressive, self.cfg.train, self.backend
+        if p is None:
+            return
+        st = stage_at(self.nimg, p.start_resolution, self.nets["G"].img_shape[-1], p.stable_kimg, p.fade_kimg)
+        for net in (self.nets["G"], self.nets["D"], self.G_ema):
+            net.set_stage(st.resolution, st.alpha)
+        if self.stage is None or st.resolution != self.stage.resolution:
+            r = st.resolution
+            self.batch_size = per_resolution(p.batch_size, r, t.batch_size)
+            self.batch_gpu, self.accum = config_mod.derive_batch(
+                t, b.world, self.batch_size, per_resolution(p.batch_gpu, r, None), where=f"progressive ({r}x{r})")
+            self.rand.global_batch, self.rand.chunk_size = self.batch_size, self.batch_gpu
+            self.data.configure(r, self.batch_gpu)
+            for name, opt in self.opts.items():
+                for group in opt.param_groups:
+                    group["lr"] = per_resolution(p.lr, r, self.cfg.optim[name].lr) * opt.lazy_ratio
+        if p.reset_optimizer and self.stage_index is not None and st.index != self.stage_index:
+            for opt in self.opts.values():
+                opt.state.clear()
+        self.stage, self.stage_index = st, st.index
+
+    def _reals(self, a: int, chunk: int, fresh: bool):
+        """Real images for micro-step `a`: the next chunk from the data, or (for phases such as a
+        lazy R1 that look at the same reals as the last D step) that chunk again."""
+        if not fresh:
+            if a >= len(self._last_reals):
+                raise UserError("phases: a phase that reuses real images runs before any phase that draws "
+                                f"them; put {', '.join(self.objective.real_phases)} first")
+            return self._last_reals[a]
+        img, c = self.data.next(chunk, self.backend.device)
+        if self.stage is not None:
+            img = fade_reals(img, self.stage.alpha)
+        if a == 0:
+            self._last_reals = []
+        self._last_reals.append((img, c))
+        return img, c
+
     # -- one step ------------------------------------------------------------------------------
     def run_phase(self, ph) -> None:
-        b, B = self.backend, self.cfg.train.batch_size
+        b, B = self.backend, self.batch_size
         for name, net in self.nets.items():
             net.requires_grad_(name in ph.nets)
         views = {n: NetView(self.wrapped[n] if n in ph.nets else self.nets[n], self.nets[n]) for n in self.nets}
         real = self.objective.needs_real(ph.name)
+        reuse = ph.name in self.objective.reuse_real_phases
         if real:
             self.data.begin(self.nimg, B)
             self.nimg += B
@@ -114,9 +167,9 @@ class Trainer:
         for a in range(self.accum):
             chunk = a * b.world + b.rank
             img = c = None
-            if real:
-                img, c = self.data.next(chunk, b.device)
-            batch = Batch(img=img, c=c, rand=self.rand.view(chunk))
+            if real or reuse:
+                img, c = self._reals(a, chunk, fresh=real)
+            batch = Batch(img=img, c=c, rand=self.rand.view(chunk), mean=b.all_mean)
             with b.no_sync(trained, enabled=a < self.accum - 1):
                 losses, stats = self.objective(ph.name, views, batch)
                 total = sum(losses.values())
@@ -132,6 +185,7 @@ class Trainer:
         scaler.update()
 
     def train_step(self) -> None:
+        self.apply_stage()
         for ph in self.phases:
             if self.step % ph.every == 0:
                 for _ in range(ph.repeats):
@@ -139,13 +193,14 @@ class Trainer:
         for net in self.nets.values():
             self.backend.sync_buffers(net)
         t = self.cfg.train
-        ema_update(self.G_ema, self.nets["G"], ema_beta(t.batch_size, t.ema_kimg, self.nimg, t.ema_rampup))
+        ema_update(self.G_ema, self.nets["G"], ema_beta(self.batch_size, t.ema_kimg, self.nimg, t.ema_rampup))
         self.step += 1
 
     # -- the loop ------------------------------------------------------------------------------
     def run(self) -> dict:
         b, cfg = self.backend, self.cfg
         resumed = self.resume()
+        self.apply_stage()
         if self.nimg >= self.total_nimg:
             if b.is_main:
                 print(f"{self.run_dir}: already trained to {self.nimg / 1000:.3f} kimg "
@@ -244,6 +299,9 @@ class Trainer:
         })
         for name, opt in self.opts.items():
             means[f"LR/{name}"] = opt.param_groups[0]["lr"]
+        if self.stage is not None:
+            means.update({"Progress/resolution": self.stage.resolution, "Progress/alpha": self.stage.alpha,
+                          "Progress/batch_size": self.batch_size})
         for k, v in means.items():
             writer.add_scalar(k, v, self.nimg)
         writer.flush()
@@ -285,6 +343,7 @@ class Trainer:
                 "optim": {n: o.state_dict() for n, o in self.opts.items()},
                 "scalers": {n: s.state_dict() for n, s in self.scalers.items()},
                 "rng": rng, "shared_rng": self.rand.state(), "data": data_state, "config": text, "digests": digests,
+                "objective": self.objective.state_dict(), "stage_index": self.stage_index,
             }
             meta = {"config": text, "step": self.step, "kimg": self.nimg / 1000}
             checkpoint.save(self.ckpt_root, self.step, files, state, meta, self.cfg.checkpoint.keep)
@@ -305,6 +364,8 @@ class Trainer:
             opt.load_state_dict(state["optim"][n])
             self.scalers[n].load_state_dict(state["scalers"][n])
         self.step, self.nimg = int(state["step"]), int(state["nimg"])
+        self.objective.load_state_dict(state.get("objective") or {}, self.backend.device)
+        self.stage_index = state.get("stage_index")
         self.rand.set_state(state["shared_rng"])
         b = self.backend
         self.data.load_state_dict(state.get("data") or [], int(state["world_size"]))

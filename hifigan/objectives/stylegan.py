@@ -1,0 +1,129 @@
+"""The StyleGAN family's objective: non-saturating logistic loss with R1 and path-length
+regularization, and style-mixing regularization.
+
+- Loss: D minimises softplus(D(G(z))) + softplus(-D(x)); G minimises softplus(-D(G(z)))
+  (Goodfellow et al. 2014, arXiv:1406.2661, the non-saturating form).
+- R1 (Mescheder et al. 2018, "Which Training Methods for GANs do actually Converge?",
+  arXiv:1801.04406): gamma/2 * E ||grad_x D(x)||^2 on reals. StyleGAN v1 applies it every step;
+  StyleGAN2 lazily every 16 minibatches (phase Dreg, every: 16; the trainer scales the loss by 16
+  and corrects Adam, see train/phases.py). Dreg sees the same reals as the Dmain before it.
+- Path-length regularization (Karras et al. 2020, StyleGAN2, arXiv:1912.04958, section 3.2):
+  with y ~ N(0, I) / sqrt(H W), the Jacobian-vector length ||J_w^T y||_2 (averaged over the ws
+  layers' squared norms) is pulled towards its running mean a (decay 0.01) by
+  pl_weight * (||J_w^T y|| - a)^2, on a batch shrunk by pl_batch_shrink (phase Greg, every: 4).
+  The running mean is averaged over ranks and checkpointed.
+- Style mixing (Karras et al. 2019, arXiv:1812.04948, section 3.1): with probability
+  `style_mixing` a sample's ws switch to those of a second z at a crossover layer drawn uniformly
+  from [1, num_ws).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from hifigan.config import PhaseConfig
+from hifigan.objectives.base import Batch, Objective
+from hifigan.registry import OBJECTIVES
+
+
+def r1_penalty(D, img: torch.Tensor, c=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(per-sample ||grad_x D(x)||^2 [N], logits [N]); differentiable (create_graph) for the D step."""
+    img = img.detach().requires_grad_(True)
+    logits = D(img, c)
+    grad, = torch.autograd.grad(logits.sum(), img, create_graph=True)
+    return grad.square().sum(dim=[1, 2, 3]), logits
+
+
+def path_lengths(img: torch.Tensor, ws: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+    """[N]: sqrt(mean over layers of ||d(img . noise)/d w_l||^2); differentiable."""
+    grad, = torch.autograd.grad((img * noise).sum(), ws, create_graph=True)
+    return grad.square().sum(dim=2).mean(dim=1).sqrt()
+
+
+@OBJECTIVES.register("stylegan")
+class StyleGANObjective(Objective):
+    """Phases: Gmain, Greg (path length), Dmain, Dreg (R1)."""
+
+    @dataclass(kw_only=True)
+    class Config:
+        r1_gamma: float = 10.0          # R1 weight gamma (penalty gamma / 2 * ||grad||^2); 0 = off
+        pl_weight: float = 0.0          # path-length weight (StyleGAN2: 2); 0 = off
+        pl_decay: float = 0.01          # decay of the path-length running mean
+        pl_batch_shrink: int = 2        # the path-length batch is the phase batch / this
+        style_mixing: float = 0.9       # probability of mixing two latents per sample; 0 = off
+        r1_every: int = 16              # Dreg interval of the default schedule (1 = not lazy, StyleGAN v1)
+        pl_every: int = 4               # Greg interval of the default schedule
+
+    real_phases = ("Dmain",)
+    reuse_real_phases = ("Dreg",)
+
+    def __init__(self, cfg):
+        super().__init__(cfg)
+        self.pl_mean = None
+
+    @property
+    def default_phases(self) -> list[PhaseConfig]:
+        c = self.cfg
+        ph = [PhaseConfig(name="Gmain", nets=["G"])]
+        if c.pl_weight > 0:
+            ph.append(PhaseConfig(name="Greg", nets=["G"], every=c.pl_every))
+        ph.append(PhaseConfig(name="Dmain", nets=["D"]))
+        if c.r1_gamma > 0:
+            ph.append(PhaseConfig(name="Dreg", nets=["D"], every=c.r1_every))
+        return ph
+
+    def fake(self, G, batch: Batch, n: int | None = None, **kw):
+        """G(z) with style mixing; the first n samples of the phase batch when n is given."""
+        z = batch.rand.randn(G.z_dim)
+        c = batch.rand.randint(G.num_classes) if G.num_classes else None
+        z2 = batch.rand.randn(G.z_dim)
+        mix = batch.rand.rand()
+        cross = batch.rand.randint(max(G.num_ws - 1, 1)) + 1
+        sl = slice(0, n)
+        z, z2, mix, cross = z[sl], z2[sl], mix[sl], cross[sl]
+        c = None if c is None else c[sl]
+        crossover = torch.where(mix < self.cfg.style_mixing, cross, torch.full_like(cross, G.num_ws))
+        return G(z, c, mix_z=z2, crossover=crossover, **kw), c
+
+    def __call__(self, phase: str, nets: dict, batch: Batch):
+        G, D = nets["G"], nets["D"]
+        if phase == "Gmain":
+            img, c = self.fake(G, batch, update_w_avg=True)
+            logits = D(img, c)
+            return {"adv": F.softplus(-logits).mean()}, {"D_fake_for_G": logits.mean()}
+        if phase == "Dmain":
+            img, c = self.fake(G, batch)
+            logits_fake = D(img.detach(), c)
+            logits_real = D(batch.img, batch.c if D.num_classes else None)
+            losses = {"fake": F.softplus(logits_fake).mean(), "real": F.softplus(-logits_real).mean()}
+            return losses, {"D_real": logits_real.mean(), "D_fake": logits_fake.mean()}
+        if phase == "Dreg":
+            pen, logits = r1_penalty(D, batch.img, batch.c if D.num_classes else None)
+            # `logits * 0` keeps D's output in the graph so every parameter takes part in backward
+            return {"r1": pen.mean() * (self.cfg.r1_gamma / 2) + logits.mean() * 0}, {"r1_penalty": pen.mean()}
+        if phase == "Greg":
+            return self.path_length(G, batch)
+        raise ValueError(f"objective 'stylegan' has no phase {phase!r} (it knows Gmain, Greg, Dmain, Dreg)")
+
+    def path_length(self, G, batch: Batch):
+        n = max(batch.rand.size // self.cfg.pl_batch_shrink, 1)
+        (img, ws), _ = self.fake(G, batch, n, return_ws=True)
+        noise = torch.randn_like(img) / math.sqrt(img.shape[2] * img.shape[3])
+        lengths = path_lengths(img, ws, noise)
+        if self.pl_mean is None:
+            self.pl_mean = torch.zeros((), device=lengths.device)
+        mean = self.pl_mean.lerp(batch.mean(lengths.detach().mean()), self.cfg.pl_decay)
+        self.pl_mean.copy_(mean)
+        penalty = (lengths - mean).square().mean()
+        return {"pl": penalty * self.cfg.pl_weight + img[:, 0, 0, 0].sum() * 0}, \
+            {"pl_length": lengths.mean(), "pl_mean": mean}
+
+    def state_dict(self) -> dict:
+        return {} if self.pl_mean is None else {"pl_mean": self.pl_mean.detach().cpu()}
+
+    def load_state_dict(self, state: dict, device) -> None:
+        if "pl_mean" in state:
+            self.pl_mean = state["pl_mean"].to(device)
