@@ -37,8 +37,8 @@ from hifigan.models import count_params  # noqa: E402
 from hifigan.train import trainer as trainer_mod  # noqa: E402
 
 TINY = ["configs/progan_mnist.yaml", "configs/stylegan1_mnist.yaml", "configs/stylegan2_mnist.yaml"]
-FULL = ["configs/progan_celebahq.yaml", "configs/stylegan1_ffhq.yaml", "configs/stylegan2_ffhq256.yaml",
-        "configs/stylegan2_ffhq512.yaml", "configs/stylegan2_ffhq.yaml"]
+FULL = ["configs/stylegan2_ffhq256.yaml", "configs/stylegan2_ffhq512.yaml", "configs/stylegan2_ffhq.yaml",
+        "configs/stylegan1_ffhq.yaml", "configs/progan_celebahq.yaml"]
 
 
 class RandomFeed:
@@ -88,7 +88,19 @@ def final_stage_nimg(cfg) -> int:
     return int((p.stable_kimg + doublings * (p.fade_kimg + p.stable_kimg)) * 1000) + 1
 
 
-def measure(path: str, overrides: list[str], steps: int, warmup: int) -> dict:
+def profile_step(tr, rows: int = 20) -> None:
+    """The most expensive operators of one training step (every phase runs at step 0)."""
+    from torch.profiler import ProfilerActivity, profile
+    acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if tr.backend.device.type == "cuda" else [])
+    tr.step = 0
+    with profile(activities=acts) as prof:
+        tr.train_step()
+        sync(tr.backend.device)
+    key = "cuda_time_total" if tr.backend.device.type == "cuda" else "cpu_time_total"
+    print(prof.key_averages().table(sort_by=key, row_limit=rows), flush=True)
+
+
+def measure(path: str, overrides: list[str], steps: int, warmup: int, profile: bool = False) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         cfg = load_config(ROOT / path, [f"run_dir={tmp}", "log.progress=false", *overrides])
         orig = trainer_mod.Trainer._build_data
@@ -133,7 +145,11 @@ def measure(path: str, overrides: list[str], steps: int, warmup: int) -> dict:
             tr.train_step()
         sync(dev)
         wall = (time.perf_counter() - t0) / steps
-        return summarize(path, tr, cfg, times, runs, wall, steps)
+        row = summarize(path, tr, cfg, times, runs, wall, steps)
+        if profile:
+            tr.run_phase, tr.data.next = run_phase, data_next
+            profile_step(tr)
+        return row
 
 
 def summarize(path, tr, cfg, times, runs, wall, steps) -> dict:
@@ -159,16 +175,17 @@ def summarize(path, tr, cfg, times, runs, wall, steps) -> dict:
         "D_params": count_params(tr.nets["D"]), "img_s": B / step, "s_kimg": 1000 * step / B, "peak_gib": peak,
         "G": share(per_step.get("Gmain", 0)), "D": share(per_step.get("Dmain", 0)),
         "reg": share(per_step.get("Greg", 0) + per_step.get("Dreg", 0)), "data": share(data),
-        "other": share(other), "steps": steps,
+        "other": share(other), "steps": steps, "accum": tr.accum,
     }
 
 
 def table(rows: list[dict], device: str) -> str:
     mem = "peak GPU GiB" if device == "cuda" else "peak RSS GiB"
-    out = [f"| recipe | res | batch | G params | D params | img/s | s/kimg | {mem} | G % | D % | reg % | data % | other % | timed steps |",
+    out = [f"| recipe | res | batch (x accum) | G params | D params | img/s | s/kimg | {mem} | G % | D % | reg % | data % | other % | timed steps |",
            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        out.append(f"| {r['recipe']} | {r['res']}² | {r['batch']} | {r['G_params']:,} | {r['D_params']:,} | "
+        acc = f" ({r['batch'] // r['accum']} x {r['accum']})" if r["accum"] > 1 else ""
+        out.append(f"| {r['recipe']} | {r['res']}² | {r['batch']}{acc} | {r['G_params']:,} | {r['D_params']:,} | "
                    f"{r['img_s']:.1f} | {r['s_kimg']:.1f} | {r['peak_gib']:.2f} | {r['G']:.0f} | {r['D']:.0f} | "
                    f"{r['reg']:.0f} | {r['data']:.0f} | {r['other']:.0f} | {r['steps']} |")
     return "\n".join(out)
@@ -183,6 +200,7 @@ def main(argv=None) -> int:
     p.add_argument("--warmup", type=int, default=2, help="untimed steps first")
     p.add_argument("--batch", type=int, default=None, help="override the global batch (e.g. small on a CPU)")
     p.add_argument("--fast", action="store_true", help="train.deterministic=false (cuDNN autotuning on GPU)")
+    p.add_argument("--profile", action="store_true", help="also print the top operators of one step per recipe")
     args = p.parse_args(argv)
     recipes = [r for r in args.recipes if "=" not in r] or (FULL if args.full else TINY)
     overrides = [r for r in args.recipes if "=" in r]
@@ -198,7 +216,12 @@ def main(argv=None) -> int:
             extra = list(overrides)
             if args.batch and "progressive" in (ROOT / path).read_text():
                 extra += ["progressive.batch_size={}"]
-            rows.append(measure(path, extra, args.steps, args.warmup))
+            try:
+                rows.append(measure(path, extra, args.steps, args.warmup, args.profile))
+            except torch.OutOfMemoryError as e:
+                print(f"| {Path(path).stem} | out of memory: {str(e).splitlines()[0]} |", flush=True)
+                torch.cuda.empty_cache()
+                continue
             print(table(rows[-1:], device).splitlines()[-1], flush=True)
         name = torch.cuda.get_device_name() if device == "cuda" else f"CPU ({torch.get_num_threads()} threads)"
         print(f"\ndevice: {name}; torch {torch.__version__}; overrides: {' '.join(overrides) or 'none'}\n")

@@ -304,3 +304,23 @@ def test_lrelu_gain_roughly_preserves_the_second_moment():
     x = torch.randn(1_000_000, dtype=DT)
     # E[lrelu(x)^2] = (1 + 0.2^2) / 2, so sqrt(2) brings it to 1.04: He init's correction for ReLU
     assert abs(bias_act(x, act="lrelu").square().mean().item() - 1.04) < 0.01
+
+
+@pytest.mark.parametrize("act", ["linear", "relu", "lrelu"])
+@pytest.mark.parametrize("clamp", [None, 0.5])
+def test_lean_bias_act_matches_the_reference_to_second_order(act, clamp):
+    """The memory-lean autograd path saves only the output; R1 / path length differentiate through
+    it, so its first and second derivatives must equal those of the plain expression."""
+    from hifigan.nn.activation import bias_act_reference
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(2, 3, 4, 4, dtype=torch.float64, generator=g, requires_grad=True)
+    b = torch.randn(3, dtype=torch.float64, generator=g, requires_grad=True)
+    lean = lambda x, b: bias_act(x, b, act=act, clamp=clamp)  # noqa: E731
+    ref = lambda x, b: bias_act_reference(x, b, act=act, clamp=clamp)  # noqa: E731
+    assert torch.equal(lean(x, b), ref(x, b))
+    assert torch.autograd.gradcheck(lean, (x, b)) and torch.autograd.gradgradcheck(lean, (x, b))
+    outs = []
+    for f in (lean, ref):
+        gx, = torch.autograd.grad(f(x, b).square().sum(), x, create_graph=True)
+        outs.append(torch.autograd.grad(gx.square().sum(), (x, b)))
+    assert all(torch.allclose(p, q) for p, q in zip(*outs))

@@ -48,6 +48,8 @@ class AccelerateBackend:
         if deterministic:
             torch.use_deterministic_algorithms(True, warn_only=True)
             torch.backends.cudnn.benchmark = False
+        else:  # let cuDNN time its algorithms per shape (the double-backward convs of R1 / path length gain most)
+            torch.backends.cudnn.benchmark = True
 
     # -- nets and steps ------------------------------------------------------------------------
     def prepare(self, nets: dict[str, nn.Module]) -> dict[str, nn.Module]:
