@@ -18,6 +18,7 @@ buffer broadcast and bookkeeping.
 from __future__ import annotations
 
 import argparse
+import gc
 import math
 import resource
 import sys
@@ -146,8 +147,8 @@ def measure(path: str, overrides: list[str], steps: int, warmup: int, profile: b
         sync(dev)
         wall = (time.perf_counter() - t0) / steps
         row = summarize(path, tr, cfg, times, runs, wall, steps)
+        del tr.run_phase, tr.data.next  # break the trainer <-> wrapper cycle so its memory goes now
         if profile:
-            tr.run_phase, tr.data.next = run_phase, data_next
             profile_step(tr)
         return row
 
@@ -220,8 +221,11 @@ def main(argv=None) -> int:
                 rows.append(measure(path, extra, args.steps, args.warmup, args.profile))
             except torch.OutOfMemoryError as e:
                 print(f"| {Path(path).stem} | out of memory: {str(e).splitlines()[0]} |", flush=True)
-                torch.cuda.empty_cache()
                 continue
+            finally:  # nothing of one recipe may stay on the device for the next
+                gc.collect()
+                if device == "cuda":
+                    torch.cuda.empty_cache()
             print(table(rows[-1:], device).splitlines()[-1], flush=True)
         name = torch.cuda.get_device_name() if device == "cuda" else f"CPU ({torch.get_num_threads()} threads)"
         print(f"\ndevice: {name}; torch {torch.__version__}; overrides: {' '.join(overrides) or 'none'}\n")

@@ -61,6 +61,17 @@ def latest_ckpt(run_dir) -> Path:
     return root / (root / "latest").read_text().strip()
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny ops: with two intra-op threads on a busy 2-core machine, OpenMP's spinning made such
+    files 10x slower; one thread is fast either way. Restored after the module."""
+    import torch
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 @pytest.fixture
 def dcgan_cfg():
     return str(ROOT / "configs" / "mnist_dcgan.yaml")

@@ -22,14 +22,7 @@ from hifigan.nn.norms import adain, pixel_norm
 DT = torch.float64  # the identities are exact; float64 keeps the tolerances tight
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """These ops are tiny: with two intra-op threads on a busy 2-core machine, OpenMP's spinning
-    made this file 10x slower; one thread is fast either way. Restored for the rest of the session."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(autouse=True)

@@ -19,14 +19,7 @@ SMALL = dict(resolution=32, channel_base=512, channel_max=64)
 Z = 32
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """These ops are tiny: with two intra-op threads on a busy 2-core machine, OpenMP's spinning
-    made this file 10x slower; one thread is fast either way. Restored for the rest of the session."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def make_g(**kw):

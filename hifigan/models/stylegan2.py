@@ -39,20 +39,17 @@ from hifigan.nn.modconv import ModulatedConv2d
 from hifigan.nn.noise import NOISE_MODES, ConstantInput, NoiseInjection
 from hifigan.nn.norms import pixel_norm
 from hifigan.nn.rgb import ToRGB, from_rgb
+from hifigan.models.progan import channels_at, log2_resolution
 from hifigan.registry import DISCRIMINATORS, GENERATORS
 
 FIR_TAPS = (1, 3, 3, 1)  # binomial low-pass of section 4 / appendix B
 
 
 def _log2_resolution(resolution: int) -> int:
-    n = int(math.log2(resolution)) if resolution > 0 else 0
-    if 2 ** n != resolution or resolution < 8:
+    """As progan's, but from 8x8: the 4x4 block alone has no upsampling layer to style."""
+    if resolution < 8 or resolution & (resolution - 1):
         raise ValueError(f"resolution must be a power of two >= 8, got {resolution}")
-    return n
-
-
-def _channels(res: int, channel_base: int, channel_max: int) -> int:
-    return min(channel_base // res, channel_max)
+    return log2_resolution(resolution)
 
 
 def _lowest_fp16_res(log2_res: int, num_fp16_res: int) -> int:
@@ -129,8 +126,8 @@ class SynthesisNetwork(nn.Module):
         f = setup_filter(FIR_TAPS)
         self.blocks = nn.ModuleDict()
         for res in (2 ** i for i in range(2, log2_res + 1)):
-            in_ch = _channels(res // 2, channel_base, channel_max) if res > 4 else 0
-            out_ch = _channels(res, channel_base, channel_max)
+            in_ch = channels_at(res // 2, channel_base, channel_max) if res > 4 else 0
+            out_ch = channels_at(res, channel_base, channel_max)
             self.blocks[f"b{res}"] = SynthesisBlock(in_ch, out_ch, w_dim, res, img_channels, res >= fp16_from,
                                                     conv_clamp, f.clone())
         self.num_ws = sum(b.num_conv for b in self.blocks.values()) + 1  # + the last toRGB's own w
@@ -296,10 +293,10 @@ class StyleGAN2Discriminator(nn.Module):
         f = setup_filter(FIR_TAPS)
         self.blocks = nn.ModuleDict()
         for res in (2 ** i for i in range(log2_res, 2, -1)):
-            ch = [_channels(r, cfg.channel_base, cfg.channel_max) for r in (res, res // 2)]
+            ch = [channels_at(r, cfg.channel_base, cfg.channel_max) for r in (res, res // 2)]
             self.blocks[f"b{res}"] = DiscriminatorBlock(ch[0], ch[1], cfg.channels, res == cfg.resolution,
                                                         res >= fp16_from, cfg.conv_clamp, f.clone())
-        c4 = _channels(4, cfg.channel_base, cfg.channel_max)
+        c4 = channels_at(4, cfg.channel_base, cfg.channel_max)
         self.cmap_dim = c4 if cfg.num_classes else 0
         # projection: a learned vector per class; normalized, so only its direction is learned
         self.class_embed = nn.Parameter(torch.randn(cfg.num_classes, c4)) if cfg.num_classes else None
