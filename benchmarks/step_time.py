@@ -33,6 +33,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from hifigan.config import load_config  # noqa: E402
+from hifigan.data.memory import StatelessFeed  # noqa: E402
 from hifigan.errors import run_main  # noqa: E402
 from hifigan.models import count_params  # noqa: E402
 from hifigan.train import trainer as trainer_mod  # noqa: E402
@@ -42,7 +43,7 @@ FULL = ["configs/stylegan2_ffhq256.yaml", "configs/stylegan2_ffhq512.yaml", "con
         "configs/stylegan1_ffhq.yaml", "configs/progan_celebahq.yaml"]
 
 
-class RandomFeed:
+class RandomFeed(StatelessFeed):
     """The feed interface of hifigan.data with random images made on the device."""
 
     def __init__(self, shape, batch_gpu: int, num_classes: int, device):
@@ -53,9 +54,6 @@ class RandomFeed:
     def configure(self, resolution: int, batch_gpu: int) -> None:
         self.resolution, self.batch_gpu = resolution, batch_gpu
 
-    def begin(self, nimg: int, count: int) -> None:
-        pass
-
     def next(self, chunk: int, device):
         C = self.shape[0]
         img = torch.rand(self.batch_gpu, C, self.resolution, self.resolution, generator=self.gen,
@@ -63,18 +61,6 @@ class RandomFeed:
         c = torch.randint(self.num_classes, (self.batch_gpu,), generator=self.gen, device=self.device) \
             if self.num_classes else None
         return img, c
-
-    def state_dict(self):
-        return None
-
-    def load_state_dict(self, state, world: int) -> None:
-        pass
-
-    def stats(self) -> dict:
-        return {}
-
-    def close(self) -> None:
-        pass
 
 
 def sync(device) -> None:

@@ -168,7 +168,6 @@ def generate(G: nn.Module, seeds, cls: int | None = None, batch_size: int = 64, 
     psi, cutoff: truncation (style-based generators only; psi != 1 raises UserError for others).
     noise_mode: "const" or "none" keep a seed's image independent of its batch; "random" does not.
     """
-    check_style_options(G, psi, cutoff, noise_mode)
     z = seed_latents(seeds, G.z_dim)
     c = seed_labels(seeds, G.num_classes, cls)
     return generate_z(G, z, c, batch_size, psi, cutoff, noise_mode)

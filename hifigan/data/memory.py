@@ -53,7 +53,26 @@ class InMemoryImages:
         return img, c
 
 
-class MemoryFeed:
+class StatelessFeed:
+    """The parts of the trainer's feed interface that a feed without reader state leaves empty."""
+
+    def begin(self, nimg: int, count: int) -> None:
+        pass
+
+    def state_dict(self):
+        return None
+
+    def load_state_dict(self, state, world: int) -> None:
+        pass
+
+    def stats(self) -> dict:
+        return {}
+
+    def close(self) -> None:
+        pass
+
+
+class MemoryFeed(StatelessFeed):
     """Feeds the training loop from an InMemoryImages: the global batch at stream position `nimg`
     is drawn once per phase (`begin`) and each rank / micro-step takes its chunk (`next`). The
     position is the trainer's nimg, so the feed itself has no state to checkpoint."""
@@ -85,17 +104,6 @@ class MemoryFeed:
             img = torch.where(f[:, None, None, None], img.flip(3), img)
         return img, c
 
-    def state_dict(self):
-        return None
-
-    def load_state_dict(self, state, world: int) -> None:
-        pass
-
-    def stats(self) -> dict:
-        return {}
-
-    def close(self) -> None:
-        pass
 
 
 def resize_uint8(images: np.ndarray, resolution: int) -> np.ndarray:

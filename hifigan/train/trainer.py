@@ -88,9 +88,9 @@ class Trainer:
         for name in sorted({n for p in self.phases for n in p.nets}):
             if name not in cfg.optim:
                 raise UserError(f"optim.{name}: missing; every trained network needs optimizer settings")
-            self.opts[name] = build_optimizer(self.nets[name].parameters(), cfg.optim[name],
-                                              lazy_ratio(self.phases, name))
-            self.opts[name].lazy_ratio = lazy_ratio(self.phases, name)
+            ratio = lazy_ratio(self.phases, name)
+            self.opts[name] = build_optimizer(self.nets[name].parameters(), cfg.optim[name], ratio)
+            self.opts[name].lazy_ratio = ratio  # progressive per-resolution learning rates keep the correction
             self.scalers[name] = b.make_scaler()
         extra = set(cfg.optim) - set(self.nets)
         if extra:
