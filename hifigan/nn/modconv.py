@@ -1,14 +1,8 @@
 """Modulated convolution with weight demodulation (Karras et al. 2020, "Analyzing and Improving
-the Image Quality of StyleGAN", arXiv:1912.04958, section 2.2).
+the Image Quality of StyleGAN", arXiv:1912.04958, section 2.2): the StyleGAN2 layer.
 
-Per sample i, the shared weight w[o, c, k, k] is scaled by the style s_i[c] (modulation, which
-replaces AdaIN's scaling) and each output filter is renormalized to unit L2 norm
-(demodulation, which replaces instance normalization): w'_i = s_i * w, w''_i[o] = w'_i[o] /
-sqrt(sum_{c,k} w'_i[o, c, k]^2 + eps). Two equivalent evaluations:
-  fused: one grouped convolution over N per-sample weight tensors (the reference; memory N x |w|);
-  not fused: scale the input channels by s, convolve with the shared w, scale the output channels
-  by the demodulation factor (no per-sample weights; the factor depends only on s and w).
-This is the plain PyTorch reference; the fused kernels come in kernels/modconv.
+The op itself (reference grouped convolution and the fused Triton kernels, chosen by `impl`) is in
+kernels/modconv; this module adds the style affine, noise, bias and activation around it.
 """
 from __future__ import annotations
 
@@ -17,38 +11,11 @@ import math
 import torch
 from torch import nn
 
+from hifigan.kernels.modconv import demod_coefficients, modulated_conv2d
 from hifigan.nn.activation import ACTIVATIONS, bias_act
 from hifigan.nn.equalized import EqualLinear
-from hifigan.nn.fir import conv2d_resample
 
-
-def demod_coefficients(weight: torch.Tensor, styles: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
-    """[N, O]: 1 / ||s_i * w[o]||, computed without materializing the per-sample weights."""
-    return (styles.square() @ weight.square().sum([2, 3]).t() + eps).rsqrt()
-
-
-def modulated_conv2d(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor, demodulate: bool = True,
-                     up: int = 1, down: int = 1, resample_filter: torch.Tensor | None = None,
-                     fused: bool = True) -> torch.Tensor:
-    """x [N, I, H, W], weight [O, I, k, k], styles [N, I] -> [N, O, H*up/down, W*up/down]."""
-    N, I, H, W = x.shape
-    O, _, k, _ = weight.shape
-    w = weight.to(x.dtype)
-    s = styles.to(x.dtype)
-    if x.dtype == torch.float16 and demodulate:  # keep the products in fp16 range; demodulation undoes this
-        w = w * (1 / math.sqrt(I * k * k) / w.norm(float("inf"), dim=[1, 2, 3], keepdim=True))
-        s = s / s.norm(float("inf"), dim=1, keepdim=True)
-    d = demod_coefficients(w.float(), s.float()).to(x.dtype) if demodulate else None  # [N, O]
-    if not fused:
-        x = x * s[:, :, None, None]
-        x = conv2d_resample(x, w, resample_filter, up=up, down=down)
-        return x * d[:, :, None, None] if d is not None else x
-    wi = w[None] * s[:, None, :, None, None]  # [N, O, I, k, k]
-    if d is not None:
-        wi = wi * d[:, :, None, None, None]
-    x = conv2d_resample(x.reshape(1, N * I, H, W), wi.reshape(N * O, I, k, k), resample_filter,
-                        up=up, down=down, groups=N)
-    return x.reshape(N, O, *x.shape[2:])
+__all__ = ["ModulatedConv2d", "demod_coefficients", "modulated_conv2d"]
 
 
 class ModulatedConv2d(nn.Module):

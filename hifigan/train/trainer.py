@@ -23,6 +23,7 @@ import torch
 from hifigan import config as config_mod
 from hifigan import sample
 from hifigan.errors import UserError
+from hifigan.kernels import dispatch
 from hifigan.models import count_params
 from hifigan.objectives import Batch
 from hifigan.registry import DISCRIMINATORS, GENERATORS, OBJECTIVES
@@ -58,11 +59,21 @@ def build_nets(cfg) -> dict:
     return {"G": G, "D": D}
 
 
+def use_kernels(impl: str, device) -> None:
+    """Make `impl` the default of every fused op, failing early (a one-line error) where it cannot run."""
+    try:
+        dispatch.resolve("train.kernels", impl, [torch.empty(0, device=device)])
+    except dispatch.KernelUnavailable as err:
+        raise UserError(f"{err}; set train.kernels=auto or reference") from None
+    dispatch.set_default_impl(impl)
+
+
 class Trainer:
     def __init__(self, cfg, backend=None):
         self.cfg = cfg
         t = cfg.train
         self.backend = b = backend or AccelerateBackend(t.mixed_precision, cfg.seed, t.deterministic, t.threads)
+        use_kernels(t.kernels, b.device)
         self.run_dir = Path(cfg.run_dir)
         self.ckpt_root = self.run_dir / "checkpoints"
         self.batch_size = t.batch_size

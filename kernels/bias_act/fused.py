@@ -24,11 +24,15 @@ PIECEWISE = ("linear", "relu", "lrelu")
 
 class Spec:
     """What one call computes; `from_z` = the backward needs x + b rather than y."""
-    __slots__ = ("act", "code", "alpha", "gain", "clamp", "dim", "from_z")
+    __slots__ = ("act", "code", "alpha", "gain", "clamp", "clamp_mask", "dim", "from_z")
 
-    def __init__(self, act: str, alpha: float, gain: float, clamp: float | None, dim: int):
+    def __init__(self, act: str, alpha: float, gain: float, clamp: float | None, dim: int,
+                 dtype: torch.dtype = torch.float32):
         self.act, self.code, self.alpha, self.gain, self.clamp, self.dim = act, CODES[act], float(alpha), float(gain), clamp, dim
         self.from_z = act not in PIECEWISE or gain <= 0
+        # backward passes the gradient where |y| < clamp as stored: a clamped y holds the clamp rounded
+        # to y's dtype, so that rounded value is the threshold (0.7 is 0.69921875 in bf16)
+        self.clamp_mask = None if clamp is None else float(torch.tensor(float(clamp), dtype=dtype))
 
 
 def _like(t: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
@@ -100,7 +104,7 @@ class BiasActGrad(torch.autograd.Function):
             z = x if b is None else x + b.reshape([-1 if d == spec.dim % x.ndim else 1 for d in range(x.ndim)])
             d_z = ddx * dy * (spec.gain * _second_derivative(z.float(), spec.act)).to(ddx.dtype)
             if spec.clamp is not None:
-                d_z = d_z * (y.abs() < spec.clamp).to(d_z.dtype)
+                d_z = d_z * (y.abs() < spec.clamp_mask).to(d_z.dtype)
             d_x = d_z if ctx.needs_input_grad[1] else None
             d_b = _reduce_bias(d_z, spec.dim, b.dtype) if b is not None and ctx.needs_input_grad[2] else None
         return d_dy, d_x, d_b, None, None, None
@@ -108,7 +112,7 @@ class BiasActGrad(torch.autograd.Function):
 
 def bias_act(lib, x, b, dim, act, alpha, gain, clamp):
     """The fused op through `lib`; b is cast to x's dtype first, as in the reference."""
-    spec = Spec(act, alpha, gain, clamp, dim % x.ndim)
+    spec = Spec(act, alpha, gain, clamp, dim % x.ndim, x.dtype)
     if b is not None:
         if b.ndim != 1 or b.shape[0] != x.shape[spec.dim]:
             raise ValueError(f"bias_act: b has shape {tuple(b.shape)}, expected [{x.shape[spec.dim]}] "

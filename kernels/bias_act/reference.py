@@ -63,7 +63,7 @@ def _slope(y: torch.Tensor, act: str, alpha: float, gain: float, clamp: float | 
     else:
         m = torch.where(y > 0, torch.full_like(y, gain), torch.full_like(y, gain * alpha))  # z = 0: slope, as F.leaky_relu
     if clamp is not None:
-        m = m * (y.abs() < clamp).to(y.dtype)
+        m = m * (y.abs() < torch.tensor(float(clamp), dtype=y.dtype)).to(y.dtype)  # clamped y = clamp rounded
     return m
 
 

@@ -99,7 +99,7 @@ def _fwd_kernel(x_ptr, b_ptr, y_ptr, n, C, stride_c, alpha, gain, clamp,
 
 
 @triton.jit
-def _bwd_kernel(g_ptr, x_ptr, b_ptr, y_ptr, out_ptr, n, C, stride_c, alpha, gain, clamp,
+def _bwd_kernel(g_ptr, x_ptr, b_ptr, y_ptr, out_ptr, n, C, stride_c, alpha, gain, clamp_mask,
                 ACT: tl.constexpr, FROM_Z: tl.constexpr, HAS_B: tl.constexpr, HAS_CLAMP: tl.constexpr,
                 BIG: tl.constexpr, BLOCK: tl.constexpr):
     offs, m = _offsets(n, BIG, BLOCK)
@@ -114,7 +114,7 @@ def _bwd_kernel(g_ptr, x_ptr, b_ptr, y_ptr, out_ptr, n, C, stride_c, alpha, gain
     d = d * gain
     if HAS_CLAMP:
         y = tl.load(y_ptr + offs, mask=m, other=0.0).to(tl.float32)
-        d = tl.where(tl.abs(y) < clamp, d, 0.0)
+        d = tl.where(tl.abs(y) < clamp_mask, d, 0.0)
     tl.store(out_ptr + offs, (g * d).to(out_ptr.dtype.element_ty), mask=m)
 
 
@@ -138,7 +138,7 @@ def bwd(g, x, b, y, out, C, stride_c, spec):
     any_ = x if x is not None else y
     launch(_bwd_kernel, _grid(n), g, x if x is not None else any_, b if b is not None else any_,
            y if y is not None else any_, out, n, C, stride_c, spec.alpha, spec.gain,
-           spec.clamp if spec.clamp is not None else 0.0, ACT=spec.code, FROM_Z=spec.from_z,
+           spec.clamp_mask if spec.clamp is not None else 0.0, ACT=spec.code, FROM_Z=spec.from_z,
            HAS_B=b is not None, HAS_CLAMP=spec.clamp is not None, BIG=n >= 2 ** 31 - BLOCK, BLOCK=BLOCK)
 
 

@@ -14,7 +14,8 @@ from __future__ import annotations
 from .. import dispatch
 from .reference import conv2d_resample, demod_coefficients, down_pads, modulated_conv2d_reference, up_pads
 
-__all__ = ["conv2d_resample", "demod_coefficients", "modulated_conv2d", "modulated_conv2d_reference"]
+__all__ = ["conv2d_resample", "demod_coefficients", "down_pads", "modulated_conv2d", "modulated_conv2d_reference",
+           "up_pads"]
 
 
 def _triton(*args):
