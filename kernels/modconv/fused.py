@@ -25,7 +25,8 @@ def _scale(t, s):
 
 
 def _channel_sum(a, b, dtype):
-    return (a.float() * b.float()).sum((2, 3)).to(dtype)
+    acc = torch.promote_types(torch.promote_types(a.dtype, b.dtype), torch.float32)  # fp32 at least
+    return (a.to(acc) * b.to(acc)).sum((2, 3)).to(dtype)
 
 
 class ScaledConv(torch.autograd.Function):
@@ -48,7 +49,7 @@ class ScaledConv(torch.autograd.Function):
         if need_w:
             dw = WeightGrad.apply(x, g, s_in, s_out, ctx.geom, ctx.lib, tuple(w.shape[2:])).to(w.dtype)
         if need_sout:
-            ds_out = _channel_sum(g, y, torch.float32).div(s_out.float()).to(s_out.dtype)
+            ds_out = _channel_sum(g, y, s_out.dtype) / s_out
         return dx, dw, ds_in, ds_out, None, None
 
 

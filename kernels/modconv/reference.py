@@ -73,7 +73,8 @@ def prepare(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor, demodul
     if x.dtype == torch.float16 and demodulate:
         w = w * (1 / math.sqrt(I * k * k) / w.norm(float("inf"), dim=[1, 2, 3], keepdim=True))
         s = s / s.norm(float("inf"), dim=1, keepdim=True)
-    d = demod_coefficients(w.float(), s.float()).to(x.dtype) if demodulate else None  # [N, O]
+    acc = torch.promote_types(x.dtype, torch.float32)  # fp32 at least (fp16 squares underflow)
+    d = demod_coefficients(w.to(acc), s.to(acc)).to(x.dtype) if demodulate else None  # [N, O]
     return w, s, d
 
 

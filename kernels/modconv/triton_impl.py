@@ -47,7 +47,7 @@ def _conv_kernel(x_ptr, w_ptr, sin_ptr, sout_ptr, y_ptr,
                  M, I, H, W, O, Ho, Wo, pad_y, pad_x,
                  sxn, sxc, sxh, sxw, swo, swi, swh, sww, syn, syc, syh, syw,
                  KH: tl.constexpr, KW: tl.constexpr, STRIDE: tl.constexpr, TRANSPOSED: tl.constexpr,
-                 HAS_SIN: tl.constexpr, HAS_SOUT: tl.constexpr, PRECISION: tl.constexpr,
+                 HAS_SIN: tl.constexpr, HAS_SOUT: tl.constexpr, PRECISION: tl.constexpr, UPCAST: tl.constexpr,
                  BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):
     rows = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
     cols = tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)
@@ -72,7 +72,10 @@ def _conv_kernel(x_ptr, w_ptr, sin_ptr, sout_ptr, y_ptr,
                     a = (a.to(tl.float32) * s.to(tl.float32)).to(x_ptr.dtype.element_ty)
                 b = tl.load(w_ptr + cols[None, :] * swo + ch[:, None] * swi + ty * swh + tx * sww,
                             mask=ch_ok[:, None] & col_ok[None, :], other=0.0)
-                acc += tl.dot(a, b.to(x_ptr.dtype.element_ty), input_precision=PRECISION)
+                b = b.to(x_ptr.dtype.element_ty)
+                if UPCAST:
+                    a, b = a.to(tl.float32), b.to(tl.float32)
+                acc += tl.dot(a, b, input_precision=PRECISION)
     if HAS_SOUT:
         acc *= tl.load(sout_ptr + n[:, None] * O + cols[None, :], mask=row_ok[:, None] & col_ok[None, :],
                        other=0.0).to(tl.float32)
@@ -85,7 +88,7 @@ def _wgrad_kernel(x_ptr, g_ptr, sin_ptr, sout_ptr, dw_ptr,
                   M, I, H, W, O, Ho, Wo, pad_y, pad_x, chunk,
                   sxn, sxc, sxh, sxw, sgn, sgc, sgh, sgw,
                   KW: tl.constexpr, STRIDE: tl.constexpr, TRANSPOSED: tl.constexpr,
-                  HAS_SIN: tl.constexpr, HAS_SOUT: tl.constexpr, PRECISION: tl.constexpr,
+                  HAS_SIN: tl.constexpr, HAS_SOUT: tl.constexpr, PRECISION: tl.constexpr, UPCAST: tl.constexpr,
                   BLOCK_O: tl.constexpr, BLOCK_I: tl.constexpr, BLOCK_K: tl.constexpr):
     # grid: (O tiles * I tiles, taps, SPLIT); dw is fp32 [O, I, KH, KW] contiguous, zero-initialized
     n_i_tiles = tl.cdiv(I, BLOCK_I)
@@ -116,7 +119,10 @@ def _wgrad_kernel(x_ptr, g_ptr, sin_ptr, sout_ptr, dw_ptr,
         if HAS_SIN:
             s = tl.load(sin_ptr + n[:, None] * I + c[None, :], mask=q_ok[:, None] & c_ok[None, :], other=0.0)
             b = (b.to(tl.float32) * s.to(tl.float32)).to(g_ptr.dtype.element_ty)
-        acc += tl.dot(a, b.to(g_ptr.dtype.element_ty), input_precision=PRECISION)
+        b = b.to(g_ptr.dtype.element_ty)
+        if UPCAST:
+            a, b = a.to(tl.float32), b.to(tl.float32)
+        acc += tl.dot(a, b, input_precision=PRECISION)
     KH = tl.num_programs(1) // KW
     dst = dw_ptr + (o[:, None] * I + c[None, :]) * (KH * KW) + ty * KW + tx
     tl.atomic_add(dst, acc, mask=o_ok[:, None] & c_ok[None, :])
@@ -126,10 +132,12 @@ def _pow2(v: int, lo: int, hi: int) -> int:
     return max(lo, min(hi, triton.next_power_of_2(max(int(v), 1))))
 
 
-def _precision(dtype: torch.dtype) -> str:
-    if dtype != torch.float32 or interpreting():
-        return "ieee"
-    return "tf32" if torch.backends.cudnn.allow_tf32 else "ieee"
+def _precision(dtype: torch.dtype) -> dict:
+    """tl.dot settings. The CPU interpreter multiplies bf16 operands wrongly (Triton 3.9), so there
+    they are widened to fp32 after rounding to bf16: the same products, summed in fp32 as on a GPU."""
+    upcast = interpreting() and dtype == torch.bfloat16
+    tf32 = dtype == torch.float32 and not interpreting() and torch.backends.cudnn.allow_tf32
+    return dict(PRECISION="tf32" if tf32 else "ieee", UPCAST=upcast)
 
 
 def conv(x, w, s_in, s_out, geom, out: torch.Tensor | None = None) -> torch.Tensor:
@@ -150,7 +158,7 @@ def conv(x, w, s_in, s_out, geom, out: torch.Tensor | None = None) -> torch.Tens
     launch(_conv_kernel, grid, x, w, s_in if s_in is not None else x, s_out if s_out is not None else x, out,
            M, I, H, W, O, Ho, Wo, pad_y, pad_x, *x.stride(), *w.stride(), *out.stride(),
            KH=KH, KW=KW, STRIDE=stride, TRANSPOSED=transposed, HAS_SIN=s_in is not None,
-           HAS_SOUT=s_out is not None, PRECISION=_precision(x.dtype), BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk)
+           HAS_SOUT=s_out is not None, **_precision(x.dtype), BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk)
     return out
 
 
@@ -172,5 +180,5 @@ def wgrad(x, g, s_in, s_out, geom, kernel: tuple[int, int]) -> torch.Tensor:
     launch(_wgrad_kernel, (tiles, KH * KW, split), x, g, s_in if s_in is not None else x,
            s_out if s_out is not None else x, dw, M, I, H, W, O, Ho, Wo, pad_y, pad_x, chunk,
            *x.stride(), *g.stride(), KW=KW, STRIDE=stride, TRANSPOSED=transposed, HAS_SIN=s_in is not None,
-           HAS_SOUT=s_out is not None, PRECISION=_precision(x.dtype), BLOCK_O=bo, BLOCK_I=bi, BLOCK_K=bk)
+           HAS_SOUT=s_out is not None, **_precision(x.dtype), BLOCK_O=bo, BLOCK_I=bi, BLOCK_K=bk)
     return dw
