@@ -6,9 +6,11 @@ setup(
     description="Distributed, scalable PyTorch training of high-resolution GANs",
     python_requires=">=3.10",
     packages=["hifigan", "hifigan.nn", "hifigan.models", "hifigan.objectives", "hifigan.train",
-              "hifigan.data", "hifigan.metrics", "hifigan.kernels"],
+              "hifigan.data", "hifigan.metrics", "hifigan.kernels", "hifigan.kernels.bias_act",
+              "hifigan.kernels.modconv", "hifigan.kernels.upfirdn2d"],
     # kernels/ lives at the top level but installs as hifigan.kernels, never as a package `kernels`
     package_dir={"hifigan": "hifigan", "hifigan.kernels": "kernels"},
+    package_data={"hifigan.kernels.bias_act": ["cuda/*.cu", "cuda/*.cpp"]},  # JIT-built on first use
     install_requires=[
         "torch>=2.3,<3",
         "accelerate>=0.30",
@@ -23,7 +25,9 @@ setup(
         "scikit-image>=0.21",  # ships the LFW subset and the photographs the data benchmark crops
     ],
     extras_require={
-        "dev": ["pytest>=7.4", "pytest-timeout>=2.1", "imageio>=2.31", "imageio-ffmpeg>=0.4.9"],
+        # triton: the kernel parity tests run its CPU interpreter; ninja: the CUDA JIT build
+        "dev": ["pytest>=7.4", "pytest-timeout>=2.1", "imageio>=2.31", "imageio-ffmpeg>=0.4.9", "triton>=3.0",
+                "ninja>=1.11"],
         "video": ["imageio>=2.31", "imageio-ffmpeg>=0.4.9"],  # MP4 interpolation videos (GIF needs nothing)
         "kernels": ["triton>=3.0", "ninja>=1.11"],
         "deepspeed": ["deepspeed>=0.14"],
