@@ -15,7 +15,10 @@ is the same kernel with the weight transposed and the geometry flipped.
                  s_out the accumulator (fp32) before the single rounding store.
   _wgrad_kernel: dw[o, i, t] = sum_{n, q} s_out g[n, o, q] * s_in x[n, i, src(q, t)]: rows = output
                  channels, columns = input channels, one tap per program column of the grid, the
-                 pixel reduction split over SPLIT programs that add fp32 partial sums atomically.
+                 pixel reduction split over SPLIT programs that add fp32 partial sums atomically;
+                 for a transposed geometry it runs over input pixels (one partner each per tap).
+  A transposed _conv_kernel launch has one grid slice per output phase (oy % S, ox % S), which
+                 meets only ceil(K/S)^2 of the K^2 taps: no work on taps that are always zero.
 Operands are addressed through their strides, so NCHW and channels-last both work (channels-last
 makes the channel loads contiguous). bf16 / fp16 feed tl.dot directly; fp32 uses TF32 when
 torch.backends.cudnn.allow_tf32 allows it for torch's own convolutions.
@@ -44,23 +47,48 @@ def _source(o, t, pad, size, STRIDE: tl.constexpr, TRANSPOSED: tl.constexpr):
 
 @triton.jit
 def _conv_kernel(x_ptr, w_ptr, sin_ptr, sout_ptr, y_ptr,
-                 M, I, H, W, O, Ho, Wo, pad_y, pad_x,
+                 M, I, H, W, O, Ho, Wo, Hq, Wq, pad_y, pad_x,
                  sxn, sxc, sxh, sxw, swo, swi, swh, sww, syn, syc, syh, syw,
                  KH: tl.constexpr, KW: tl.constexpr, STRIDE: tl.constexpr, TRANSPOSED: tl.constexpr,
                  HAS_SIN: tl.constexpr, HAS_SOUT: tl.constexpr, PRECISION: tl.constexpr, UPCAST: tl.constexpr,
                  BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):
+    # Transposed (stride S): output pixels of one phase (oy % S, ox % S) = program_id(2) only meet
+    # the taps ty = (oy + pad) mod S + j*S, so each phase loops over ceil(KH/S) x ceil(KW/S) taps
+    # instead of masking (S^2 - 1)/S^2 of all KH x KW. Rows index (n, qy, qx), oy = qy*S + phase_y.
     rows = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
     cols = tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)
-    row_ok = rows < M
     col_ok = cols < O
-    n = rows // (Ho * Wo)
-    oy = (rows // Wo) % Ho
-    ox = rows % Wo
+    n = rows // (Hq * Wq)
+    if TRANSPOSED:
+        py = tl.program_id(2) // STRIDE
+        px = tl.program_id(2) % STRIDE
+        oy = ((rows // Wq) % Hq) * STRIDE + py
+        ox = (rows % Wq) * STRIDE + px
+        ty0 = (py + pad_y) % STRIDE
+        tx0 = (px + pad_x) % STRIDE
+        TSTEP: tl.constexpr = STRIDE
+    else:
+        oy = (rows // Wq) % Hq
+        ox = rows % Wq
+        ty0 = 0
+        tx0 = 0
+        TSTEP: tl.constexpr = 1
+    row_ok = (rows < M) & (oy < Ho) & (ox < Wo)
     acc = tl.zeros([BLOCK_M, BLOCK_N], dtype=tl.float32)
-    for ty in tl.static_range(KH):
+    for jy in tl.static_range((KH + TSTEP - 1) // TSTEP):
+        ty = ty0 + jy * TSTEP
         iy, oky = _source(oy, ty, pad_y, H, STRIDE, TRANSPOSED)
-        for tx in tl.static_range(KW):
+        tyw = ty
+        if TRANSPOSED:  # a tap past the kernel edge: its rows read nothing (the mask is built as a vector)
+            oky = oky & ((oy * 0 + ty) < KH)
+            tyw = tl.minimum(ty, KH - 1)  # and the weight address stays valid (times a zero tile)
+        for jx in tl.static_range((KW + TSTEP - 1) // TSTEP):
+            tx = tx0 + jx * TSTEP
             ix, okx = _source(ox, tx, pad_x, W, STRIDE, TRANSPOSED)
+            txw = tx
+            if TRANSPOSED:
+                okx = okx & ((ox * 0 + tx) < KW)
+                txw = tl.minimum(tx, KW - 1)
             ok = row_ok & oky & okx
             base = n.to(tl.int64) * sxn + iy.to(tl.int64) * sxh + ix.to(tl.int64) * sxw
             for i0 in range(0, I, BLOCK_K):
@@ -70,7 +98,7 @@ def _conv_kernel(x_ptr, w_ptr, sin_ptr, sout_ptr, y_ptr,
                 if HAS_SIN:
                     s = tl.load(sin_ptr + n[:, None] * I + ch[None, :], mask=row_ok[:, None] & ch_ok[None, :], other=0.0)
                     a = (a.to(tl.float32) * s.to(tl.float32)).to(x_ptr.dtype.element_ty)
-                b = tl.load(w_ptr + cols[None, :] * swo + ch[:, None] * swi + ty * swh + tx * sww,
+                b = tl.load(w_ptr + cols[None, :] * swo + ch[:, None] * swi + tyw * swh + txw * sww,
                             mask=ch_ok[:, None] & col_ok[None, :], other=0.0)
                 b = b.to(x_ptr.dtype.element_ty)
                 if UPCAST:
@@ -101,21 +129,31 @@ def _wgrad_kernel(x_ptr, g_ptr, sin_ptr, sout_ptr, dw_ptr,
     acc = tl.zeros([BLOCK_O, BLOCK_I], dtype=tl.float32)
     start = tl.program_id(2) * chunk
     for q0 in range(start, start + chunk, BLOCK_K):
-        q = q0 + tl.arange(0, BLOCK_K)  # output pixels (n, oy, ox)
+        q = q0 + tl.arange(0, BLOCK_K)
         q_ok = (q < M) & (q < start + chunk)
-        n = q // (Ho * Wo)
-        oy = (q // Wo) % Ho
-        ox = q % Wo
+        if TRANSPOSED:  # q = input pixels (n, iy, ix): each meets exactly one output pixel per tap
+            n = q // (H * W)
+            iy = (q // W) % H
+            ix = q % W
+            oy = iy * STRIDE + ty - pad_y
+            ox = ix * STRIDE + tx - pad_x
+            g_ok = q_ok & (oy >= 0) & (oy < Ho) & (ox >= 0) & (ox < Wo)
+            x_ok = q_ok
+        else:  # q = output pixels (n, oy, ox), the input gathered at the tap
+            n = q // (Ho * Wo)
+            oy = (q // Wo) % Ho
+            ox = q % Wo
+            iy, oky = _source(oy, ty, pad_y, H, STRIDE, TRANSPOSED)
+            ix, okx = _source(ox, tx, pad_x, W, STRIDE, TRANSPOSED)
+            g_ok = q_ok
+            x_ok = q_ok & oky & okx
         gbase = n.to(tl.int64) * sgn + oy.to(tl.int64) * sgh + ox.to(tl.int64) * sgw
-        a = tl.load(g_ptr + gbase[None, :] + o[:, None] * sgc, mask=o_ok[:, None] & q_ok[None, :], other=0.0)
+        a = tl.load(g_ptr + gbase[None, :] + o[:, None] * sgc, mask=o_ok[:, None] & g_ok[None, :], other=0.0)
         if HAS_SOUT:
             s = tl.load(sout_ptr + n[None, :] * O + o[:, None], mask=o_ok[:, None] & q_ok[None, :], other=0.0)
             a = (a.to(tl.float32) * s.to(tl.float32)).to(g_ptr.dtype.element_ty)
-        iy, oky = _source(oy, ty, pad_y, H, STRIDE, TRANSPOSED)
-        ix, okx = _source(ox, tx, pad_x, W, STRIDE, TRANSPOSED)
-        ok = q_ok & oky & okx
         xbase = n.to(tl.int64) * sxn + iy.to(tl.int64) * sxh + ix.to(tl.int64) * sxw
-        b = tl.load(x_ptr + xbase[:, None] + c[None, :] * sxc, mask=ok[:, None] & c_ok[None, :], other=0.0)
+        b = tl.load(x_ptr + xbase[:, None] + c[None, :] * sxc, mask=x_ok[:, None] & c_ok[None, :], other=0.0)
         if HAS_SIN:
             s = tl.load(sin_ptr + n[:, None] * I + c[None, :], mask=q_ok[:, None] & c_ok[None, :], other=0.0)
             b = (b.to(tl.float32) * s.to(tl.float32)).to(g_ptr.dtype.element_ty)
@@ -150,13 +188,15 @@ def conv(x, w, s_in, s_out, geom, out: torch.Tensor | None = None) -> torch.Tens
         fmt = torch.channels_last if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous() \
             else torch.contiguous_format
         out = torch.empty((N, O, Ho, Wo), device=x.device, dtype=x.dtype, memory_format=fmt)
-    M = N * Ho * Wo
-    if M == 0 or O == 0:
+    phases = stride if transposed else 1  # one grid slice per output phase (see _conv_kernel)
+    Hq, Wq = triton.cdiv(Ho, phases), triton.cdiv(Wo, phases)
+    M = N * Hq * Wq
+    if N * Ho * Wo == 0 or O == 0:
         return out
     bm, bn, bk = 64, _pow2(O, 16, 64), _pow2(I, 16, 32)
-    grid = (triton.cdiv(M, bm), triton.cdiv(O, bn))
+    grid = (triton.cdiv(M, bm), triton.cdiv(O, bn), phases * phases)
     launch(_conv_kernel, grid, x, w, s_in if s_in is not None else x, s_out if s_out is not None else x, out,
-           M, I, H, W, O, Ho, Wo, pad_y, pad_x, *x.stride(), *w.stride(), *out.stride(),
+           M, I, H, W, O, Ho, Wo, Hq, Wq, pad_y, pad_x, *x.stride(), *w.stride(), *out.stride(),
            KH=KH, KW=KW, STRIDE=stride, TRANSPOSED=transposed, HAS_SIN=s_in is not None,
            HAS_SOUT=s_out is not None, **_precision(x.dtype), BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk)
     return out
@@ -169,7 +209,7 @@ def wgrad(x, g, s_in, s_out, geom, kernel: tuple[int, int]) -> torch.Tensor:
     O = g.shape[1]
     KH, KW = kernel
     dw = torch.zeros((O, I, KH, KW), device=x.device, dtype=torch.float32)
-    M = N * Ho * Wo
+    M = N * H * W if transposed else N * Ho * Wo  # the pixels the reduction runs over (see _wgrad_kernel)
     if M == 0:
         return dw
     bo, bi, bk = _pow2(O, 16, 64), _pow2(I, 16, 64), 64
