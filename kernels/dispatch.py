@@ -7,6 +7,8 @@
 - "auto": the fast path for CUDA tensors only (Triton, else CUDA), the reference otherwise. A fast
   path that fails to build or compile warns once and is never tried again in this process.
 An explicit impl that cannot run raises KernelUnavailable with what is missing and how to get it.
+The process default (set_default_impl, train.kernels) applies to the ops that have that impl; the
+others use "auto" (train.kernels=triton still runs the plain convolution through cuDNN).
 Nothing here imports triton or compiles anything at import time.
 """
 from __future__ import annotations
@@ -63,25 +65,28 @@ def interpreting() -> bool:
     return os.environ.get("TRITON_INTERPRET", "0") == "1"
 
 
-def resolve(op: str, impl: str | None, tensors, cuda_impl: bool = True) -> str:
-    """The implementation to run for `op` on `tensors` (None entries ignored)."""
+def resolve(op: str, impl: str | None, tensors, impls=("triton", "cuda")) -> str:
+    """The implementation to run for `op` on `tensors` (None entries ignored); `impls` = the fast
+    implementations the op has, in auto's order of preference."""
     impl = check_impl(_default if impl is None else impl)
     ts = [t for t in tensors if t is not None]
     on_cuda = bool(ts) and all(t.is_cuda for t in ts)
     dtypes_ok = all(t.dtype in FAST_DTYPES for t in ts if t.is_floating_point())
     if impl == "reference":
         return impl
-    if impl != "auto" and not dtypes_ok:
-        raise KernelUnavailable(f"{op}: impl={impl!r} supports float32, bfloat16 and float16, got "
-                                f"{sorted({str(t.dtype) for t in ts})} (use impl='reference')")
     if impl == "auto":
         if not on_cuda or not dtypes_ok:
             return "reference"
-        if triton_installed() and (op, "triton") not in _broken:
-            return "triton"
-        if cuda_impl and (op, "cuda") not in _broken:
-            return "cuda"
+        for cand in impls:
+            if (op, cand) not in _broken and (cand != "triton" or triton_installed()):
+                return cand
         return "reference"
+    if impl not in impls:
+        raise KernelUnavailable(f"{op}: there is no impl={impl!r} for this op (use "
+                                f"{' or '.join(repr(i) for i in (*impls, 'reference'))})")
+    if not dtypes_ok:
+        raise KernelUnavailable(f"{op}: impl={impl!r} supports float32, bfloat16 and float16, got "
+                                f"{sorted({str(t.dtype) for t in ts})} (use impl='reference')")
     if impl == "triton":
         if not triton_installed():
             raise KernelUnavailable(f"{op}: impl='triton' needs the triton package (pip install 'hifigan[kernels]')")
@@ -89,8 +94,6 @@ def resolve(op: str, impl: str | None, tensors, cuda_impl: bool = True) -> str:
             raise KernelUnavailable(f"{op}: impl='triton' needs CUDA tensors, or TRITON_INTERPRET=1 set before "
                                     "the first kernel import to run the interpreter on the CPU")
         return impl
-    if not cuda_impl:
-        raise KernelUnavailable(f"{op}: there is no impl='cuda' for this op (use 'triton' or 'reference')")
     if not on_cuda:
         raise KernelUnavailable(f"{op}: impl='cuda' needs CUDA tensors (use impl='reference' on the CPU)")
     if (op, "cuda") in _broken:
@@ -107,12 +110,15 @@ def mark_broken(op: str, impl: str, err: BaseException) -> None:
                       "the next implementation for the rest of this process", RuntimeWarning, stacklevel=3)
 
 
-def run(op: str, impl: str | None, tensors, fast: dict, reference, *args, cuda_impl: bool = True):
+def run(op: str, impl: str | None, tensors, fast: dict, reference, *args):
     """Call fast[chosen](*args), or reference(*args). Under auto, a fast path that raises while
-    building or compiling (it raises KernelUnavailable) is marked broken (one warning) and the next choice runs instead."""
+    building or compiling (it raises KernelUnavailable) is marked broken (one warning) and the
+    next choice runs instead. The keys of `fast` are the op's fast impls, in auto's preference."""
     requested = _default if impl is None else impl
+    if impl is None and requested not in ("auto", "reference") and requested not in fast:
+        requested = "auto"  # a process default naming an impl this op lacks: the op's own best choice
     while True:
-        chosen = resolve(op, requested, tensors, cuda_impl)
+        chosen = resolve(op, requested, tensors, tuple(fast))
         if chosen == "reference":
             return reference(*args)
         if requested != "auto":

@@ -12,9 +12,9 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
+from hifigan.kernels.conv2d import conv2d
 from hifigan.nn.activation import bias_act, check_activation
 
 
@@ -56,7 +56,7 @@ class EqualConv2d(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         w = self.weight.to(x.dtype) * self.scale
-        x = F.conv2d(x, w, padding=self.padding)
+        x = conv2d(x, w, padding=self.padding)  # on CUDA: first-order-only backward (kernels/conv2d)
         b = None if self.bias is None else self.bias * self.lr_mul
         return bias_act(x, b, act=self.activation, clamp=self.clamp)
 

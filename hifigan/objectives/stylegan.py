@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from hifigan.config import PhaseConfig
+from hifigan.kernels.conv2d import no_weight_grad
 from hifigan.objectives.base import Batch, Objective
 from hifigan.registry import OBJECTIVES
 
@@ -33,13 +34,15 @@ def r1_penalty(D, img: torch.Tensor, c=None) -> tuple[torch.Tensor, torch.Tensor
     """(per-sample ||grad_x D(x)||^2 [N], logits [N]); differentiable (create_graph) for the D step."""
     img = img.detach().requires_grad_(True)
     logits = D(img, c)
-    grad, = torch.autograd.grad(logits.sum(), img, create_graph=True)
+    with no_weight_grad():  # only the image gradient is wanted here
+        grad, = torch.autograd.grad(logits.sum(), img, create_graph=True)
     return grad.square().sum(dim=[1, 2, 3]), logits
 
 
 def path_lengths(img: torch.Tensor, ws: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
     """[N]: sqrt(mean over layers of ||d(img . noise)/d w_l||^2); differentiable."""
-    grad, = torch.autograd.grad((img * noise).sum(), ws, create_graph=True)
+    with no_weight_grad():  # only the latent gradient is wanted here
+        grad, = torch.autograd.grad((img * noise).sum(), ws, create_graph=True)
     return grad.square().sum(dim=2).mean(dim=1).sqrt()
 
 

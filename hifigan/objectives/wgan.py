@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import torch
 
 from hifigan.config import PhaseConfig
+from hifigan.kernels.conv2d import no_weight_grad
 from hifigan.objectives.base import Batch, Objective
 from hifigan.objectives.gan import fake_inputs
 from hifigan.registry import OBJECTIVES
@@ -22,7 +23,8 @@ def gradient_penalty(D, real: torch.Tensor, fake: torch.Tensor, u: torch.Tensor,
                      target: float = 1.0) -> torch.Tensor:
     """[N]: (||grad D(x_hat)||_2 - target)^2 / target^2 at x_hat = lerp(real, fake, u); u [N, 1, 1, 1]."""
     x_hat = torch.lerp(real.detach(), fake.detach(), u.to(real.dtype)).requires_grad_(True)
-    grad, = torch.autograd.grad(D(x_hat, c).sum(), x_hat, create_graph=True)
+    with no_weight_grad():  # only the input gradient is wanted here
+        grad, = torch.autograd.grad(D(x_hat, c).sum(), x_hat, create_graph=True)
     norm = grad.flatten(1).norm(dim=1)
     return (norm - target).square() / target ** 2
 

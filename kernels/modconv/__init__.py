@@ -34,4 +34,4 @@ def modulated_conv2d(x, weight, styles, demodulate: bool = True, up: int = 1, do
         raise ValueError(f"modulated_conv2d: up={up}, down={down} is not supported (use 1 or 2, one at a time, "
                          "with a resample_filter)")
     return dispatch.run("modconv", impl, (x, weight, styles), {"triton": _triton}, modulated_conv2d_reference,
-                        x, weight, styles, demodulate, up, down, resample_filter, fused, cuda_impl=False)
+                        x, weight, styles, demodulate, up, down, resample_filter, fused)

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import torch
 
+from ..conv2d import weight_grad_enabled
+
 
 def adjoint(geom, in_size):
     """The geometry whose convolution is the adjoint of `geom`'s (strided <-> transposed)."""
@@ -46,7 +48,7 @@ class ScaledConv(torch.autograd.Function):
             dxu = ScaledConv.apply(g, w.transpose(0, 1), s_out, None, adjoint(ctx.geom, x.shape[2:]), ctx.lib)
             dx = _scale(dxu, s_in) if need_x else None
             ds_in = _channel_sum(dxu, x, s_in.dtype) if need_sin else None
-        if need_w:
+        if need_w and weight_grad_enabled():  # off inside no_weight_grad() (path-length's input gradient)
             dw = WeightGrad.apply(x, g, s_in, s_out, ctx.geom, ctx.lib, tuple(w.shape[2:])).to(w.dtype)
         if need_sout:
             ds_out = _channel_sum(g, y, s_out.dtype) / s_out

@@ -15,8 +15,8 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 
+from ..conv2d import conv2d
 from ..upfirdn2d import upfirdn2d
 
 
@@ -29,19 +29,22 @@ def conv2d_resample(x: torch.Tensor, w: torch.Tensor, f: torch.Tensor | None = N
     down=2: the filter first (anti-aliasing), padded so that a stride-2 valid convolution gives H/2.
     w [O, I/groups, k, k]. Without resampling: a plain same-padded convolution. With up=2 it equals
     conv2d(upsample2d(x, f), w, padding=k//2) away from a one-pixel border (the fused form does not
-    zero the upsampled image beyond its edge before convolving). `impl` picks the filter's kernel.
+    zero the upsampled image beyond its edge before convolving). `impl` picks the filter's and the
+    convolution's implementation (kernels/upfirdn2d, kernels/conv2d).
     """
     k = w.shape[-1]
+    cimpl = None if impl == "triton" else impl  # the convolution has no Triton impl (cuDNN is its fast path)
+    fimpl = None if impl == "cuda" else impl    # the filter has no CUDA impl
     if up == 1 and down == 1:
-        return F.conv2d(x, w, padding=k // 2, groups=groups)
+        return conv2d(x, w, padding=k // 2, groups=groups, impl=cimpl)
     if up == 2:
         O, Ig = w.shape[:2]
         wt = w.reshape(groups, O // groups, Ig, k, k).transpose(1, 2).reshape(groups * Ig, O // groups, k, k)
-        x = F.conv_transpose2d(x, wt.flip([2, 3]), stride=2, groups=groups)  # [.., 2H + k - 2, ..]
-        return upfirdn2d(x, f, pad=up_pads(f.shape[-1], k), gain=4, impl=impl)
+        x = conv2d(x, wt.flip([2, 3]), stride=2, groups=groups, transposed=True, impl=cimpl)  # [.., 2H + k - 2, ..]
+        return upfirdn2d(x, f, pad=up_pads(f.shape[-1], k), gain=4, impl=fimpl)
     if down == 2:
-        x = upfirdn2d(x, f, pad=down_pads(f.shape[-1], k), impl=impl)
-        return F.conv2d(x, w, stride=2, groups=groups)
+        x = upfirdn2d(x, f, pad=down_pads(f.shape[-1], k), impl=fimpl)
+        return conv2d(x, w, stride=2, groups=groups, impl=cimpl)
     raise ValueError(f"conv2d_resample supports up=2 or down=2, got up={up}, down={down}")
 
 
