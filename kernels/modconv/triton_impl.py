@@ -51,7 +51,7 @@ def _conv_kernel(x_ptr, w_ptr, sin_ptr, sout_ptr, y_ptr,
                  sxn, sxc, sxh, sxw, swo, swi, swh, sww, syn, syc, syh, syw,
                  KH: tl.constexpr, KW: tl.constexpr, STRIDE: tl.constexpr, TRANSPOSED: tl.constexpr,
                  HAS_SIN: tl.constexpr, HAS_SOUT: tl.constexpr, PRECISION: tl.constexpr, UPCAST: tl.constexpr,
-                 BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):
+                 TSTEP: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):
     # Transposed (stride S): output pixels of one phase (oy % S, ox % S) = program_id(2) only meet
     # the taps ty = (oy + pad) mod S + j*S, so each phase loops over ceil(KH/S) x ceil(KW/S) taps
     # instead of masking (S^2 - 1)/S^2 of all KH x KW. Rows index (n, qy, qx), oy = qy*S + phase_y.
@@ -66,13 +66,11 @@ def _conv_kernel(x_ptr, w_ptr, sin_ptr, sout_ptr, y_ptr,
         ox = (rows % Wq) * STRIDE + px
         ty0 = (py + pad_y) % STRIDE
         tx0 = (px + pad_x) % STRIDE
-        TSTEP: tl.constexpr = STRIDE
     else:
         oy = (rows // Wq) % Hq
         ox = rows % Wq
         ty0 = 0
         tx0 = 0
-        TSTEP: tl.constexpr = 1
     row_ok = (rows < M) & (oy < Ho) & (ox < Wo)
     acc = tl.zeros([BLOCK_M, BLOCK_N], dtype=tl.float32)
     for jy in tl.static_range((KH + TSTEP - 1) // TSTEP):
@@ -198,7 +196,7 @@ def conv(x, w, s_in, s_out, geom, out: torch.Tensor | None = None) -> torch.Tens
     launch(_conv_kernel, grid, x, w, s_in if s_in is not None else x, s_out if s_out is not None else x, out,
            M, I, H, W, O, Ho, Wo, Hq, Wq, pad_y, pad_x, *x.stride(), *w.stride(), *out.stride(),
            KH=KH, KW=KW, STRIDE=stride, TRANSPOSED=transposed, HAS_SIN=s_in is not None,
-           HAS_SOUT=s_out is not None, **_precision(x.dtype), BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk)
+           HAS_SOUT=s_out is not None, **_precision(x.dtype), TSTEP=phases, BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk)
     return out
 
 
