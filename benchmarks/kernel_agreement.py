@@ -29,27 +29,18 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from step_time import RandomFeed, final_stage_nimg  # noqa: E402
+from step_time import random_feed_trainer  # noqa: E402
 
 from hifigan.config import load_config  # noqa: E402
 from hifigan.errors import run_main  # noqa: E402
 from hifigan.kernels import dispatch  # noqa: E402
-from hifigan.train import trainer as trainer_mod  # noqa: E402
 
 
 def curves(path: str, overrides: list[str], impl: str, steps: int) -> dict[str, list[float]]:
     """Loss terms per step of `steps` training steps with train.kernels=impl."""
     with tempfile.TemporaryDirectory() as tmp:
         cfg = load_config(ROOT / path, [f"run_dir={tmp}", "log.progress=false", *overrides, f"train.kernels={impl}"])
-        orig = trainer_mod.Trainer._build_data
-        trainer_mod.Trainer._build_data = lambda self: RandomFeed(
-            self.nets["G"].img_shape, self.batch_gpu, self.nets["G"].num_classes, self.backend.device)
-        try:
-            tr = trainer_mod.Trainer(cfg)
-        finally:
-            trainer_mod.Trainer._build_data = orig
-        if cfg.progressive is not None:
-            tr.nimg = final_stage_nimg(cfg)
+        tr = random_feed_trainer(cfg)
         seen: dict[str, list[float]] = defaultdict(list)
         add = tr.stats.add
 

@@ -75,6 +75,20 @@ def final_stage_nimg(cfg) -> int:
     return int((p.stable_kimg + doublings * (p.fade_kimg + p.stable_kimg)) * 1000) + 1
 
 
+def random_feed_trainer(cfg):
+    """The recipe's real Trainer fed by RandomFeed; progressive recipes placed at their final stage."""
+    orig = trainer_mod.Trainer._build_data
+    trainer_mod.Trainer._build_data = lambda self: RandomFeed(
+        self.nets["G"].img_shape, self.batch_gpu, self.nets["G"].num_classes, self.backend.device)
+    try:
+        tr = trainer_mod.Trainer(cfg)
+    finally:
+        trainer_mod.Trainer._build_data = orig
+    if cfg.progressive is not None:
+        tr.nimg = final_stage_nimg(cfg)
+    return tr
+
+
 def profile_step(tr, rows: int = 20) -> None:
     """The most expensive operators of one training step (every phase runs at step 0)."""
     from torch.profiler import ProfilerActivity, profile
@@ -90,16 +104,8 @@ def profile_step(tr, rows: int = 20) -> None:
 def measure(path: str, overrides: list[str], steps: int, warmup: int, profile: bool = False) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         cfg = load_config(ROOT / path, [f"run_dir={tmp}", "log.progress=false", *overrides])
-        orig = trainer_mod.Trainer._build_data
-        trainer_mod.Trainer._build_data = lambda self: RandomFeed(
-            self.nets["G"].img_shape, self.batch_gpu, self.nets["G"].num_classes, self.backend.device)
-        try:
-            tr = trainer_mod.Trainer(cfg)
-        finally:
-            trainer_mod.Trainer._build_data = orig
+        tr = random_feed_trainer(cfg)
         dev = tr.backend.device
-        if cfg.progressive is not None:
-            tr.nimg = final_stage_nimg(cfg)
         times, runs = defaultdict(float), defaultdict(int)
         run_phase, data_next = tr.run_phase, tr.data.next
 
