@@ -70,6 +70,7 @@ class OptimConfig:
     momentum: float = 0.0                           # RMSProp / SGD momentum
     weight_decay: float = 0.0                       # L2 weight decay
     grad_clip: typing.Optional[float] = None        # clip the gradient norm to this value; None = off
+    weight_clip: typing.Optional[float] = None      # clamp every parameter to [-c, c] after each step (WGAN: 0.01)
 
 
 @dataclass(kw_only=True)

@@ -58,7 +58,9 @@ class AccelerateBackend:
         out = {}
         for name, net in nets.items():
             if self.acc.ddp_handler is not None:
-                self.acc.ddp_handler.find_unused_parameters = bool(getattr(net, "progressive", False))
+                # progressive nets and nets with heads that some phases leave unused (aux classifiers, Q)
+                self.acc.ddp_handler.find_unused_parameters = bool(getattr(net, "progressive", False)
+                                                                   or getattr(net, "partial", False))
             out[name] = self.acc.prepare_model(net)
         return out
 
@@ -81,14 +83,20 @@ class AccelerateBackend:
     def backward(self, loss: torch.Tensor, scaler: torch.amp.GradScaler) -> None:
         scaler.scale(loss).backward()
 
-    def step(self, opt: torch.optim.Optimizer, net: nn.Module, scaler, clip: float | None) -> torch.Tensor:
-        """Unscale, measure (and clip) the gradient norm, step, zero_grad(set_to_none=True)."""
+    def step(self, opt: torch.optim.Optimizer, net: nn.Module, scaler, clip: float | None,
+             weight_clip: float | None = None) -> torch.Tensor:
+        """Unscale, measure (and clip) the gradient norm, step, zero_grad(set_to_none=True); then clamp
+        every parameter to [-weight_clip, weight_clip] (WGAN's Lipschitz constraint) when set."""
         scaler.unscale_(opt)
         params = [p for p in net.parameters() if p.grad is not None]
         norm = torch.nn.utils.clip_grad_norm_(params, clip if clip else float("inf")) if params \
             else torch.zeros((), device=self.device)
         scaler.step(opt)
         opt.zero_grad(set_to_none=True)
+        if weight_clip is not None:
+            with torch.no_grad():
+                for p in net.parameters():
+                    p.clamp_(-weight_clip, weight_clip)
         return norm.detach()
 
     def sync_buffers(self, net: nn.Module) -> None:

@@ -191,7 +191,8 @@ class Trainer:
             for k, v in stats.items():
                 self.stats.add(f"Scores/{k}", v)
         for n in ph.nets:
-            norm = b.step(self.opts[n], self.nets[n], scaler, self.cfg.optim[n].grad_clip)
+            oc = self.cfg.optim[n]
+            norm = b.step(self.opts[n], self.nets[n], scaler, oc.grad_clip, oc.weight_clip)
             self.stats.add(f"GradNorm/{ph.name}/{n}", norm)
         scaler.update()
 
