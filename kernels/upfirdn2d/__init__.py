@@ -63,4 +63,4 @@ def upfirdn2d(x: torch.Tensor, f: torch.Tensor, up: int = 1, down: int = 1, pad=
         raise ValueError(f"upfirdn2d: output would be {oh} x {ow} for input {H} x {W}, filter {tuple(f.shape)}, "
                          f"up={up}, down={down}, pad={pad}; it must be at least 1 x 1")
     return dispatch.run("upfirdn2d", impl, (x,), {"triton": _triton}, upfirdn2d_reference,
-                        x, f, up, down, pad, gain, cuda_impl=False)
+                        x, f, up, down, pad, gain)
