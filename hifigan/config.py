@@ -99,6 +99,15 @@ class DataConfig:
     workers: int = 2                    # shard reader processes per rank (0 = read in the training process)
     prefetch: int = 2                   # batches each reader prepares ahead
     shuffle_buffer: int = 1000          # samples each reader shuffles together (held encoded in memory)
+    labels_per_class: typing.Optional[int] = None  # in-memory: first k labels per class kept, others -1; None = all
+    holdout: int = 0                    # in-memory: leave out the last N images of a fixed permutation (evaluation set)
+
+    def __post_init__(self):
+        if self.holdout < 0 or (self.labels_per_class is not None and self.labels_per_class < 0):
+            raise ValueError("holdout and labels_per_class must be >= 0")
+        if self.shards and (self.holdout or self.labels_per_class is not None):
+            raise ValueError("holdout and labels_per_class apply to the in-memory source only; "
+                             "unset them or shards")
 
 
 @dataclass(kw_only=True)
@@ -107,6 +116,8 @@ class LogConfig:
     image_every_kimg: float = 10.0      # fixed-seed sample grid of G_ema to TensorBoard
     grid_size: int = 64                 # samples in that grid (seeds 0..grid_size-1)
     progress: bool = True               # progress bar with ETA on the main process
+    metrics_every_kimg: float = 10.0    # evaluate the top-level `metrics` on G_ema this often; 0 = only at the end
+    metric_samples: int = 5000          # generated images per evaluation (FD shrinks with more: compare equal counts)
 
 
 @dataclass(kw_only=True)
@@ -140,6 +151,7 @@ class Config:
     log: LogConfig = field(default_factory=LogConfig)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     progressive: typing.Optional[ProgressiveConfig] = None  # progressive growing schedule; None = fixed resolution
+    metrics: list[str] = field(default_factory=list)  # quality metrics on G_ema (METRICS names, e.g. [mnist_fd])
 
 
 # ----------------------------------------------------------------------------------------------
@@ -396,11 +408,25 @@ def validate(cfg: Config):
                     raise ConfigError(f"progressive.{name}.{key}", "keys are resolutions (powers of two >= 4)")
                 if value <= 0:
                     raise ConfigError(f"progressive.{name}.{key}", "must be positive")
+    _validate_metrics(cfg)
     d = cfg.data
     if d.resolution <= 0:
         raise ConfigError("data.resolution", "must be positive")
     if d.workers < 0 or d.prefetch < 1 or d.shuffle_buffer < 1:
         raise ConfigError("data", "workers must be >= 0, prefetch and shuffle_buffer >= 1")
+
+
+def _validate_metrics(cfg: Config):
+    from hifigan.registry import METRICS
+    for i, name in enumerate(cfg.metrics):
+        if name not in METRICS.names():
+            close = difflib.get_close_matches(str(name), METRICS.names(), n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            raise ConfigError(f"metrics.{i}", f"unknown metric {name!r} ({hint}known: {', '.join(METRICS.names())})")
+    if cfg.log.metrics_every_kimg < 0:
+        raise ConfigError("log.metrics_every_kimg", "must be >= 0 (0 = evaluate only at the end of training)")
+    if cfg.log.metric_samples < 2:
+        raise ConfigError("log.metric_samples", "must be at least 2 (FD fits a covariance; 5000 is the default)")
 
 
 def derive_batch(train: TrainConfig, world: int, batch_size: int | None = None,

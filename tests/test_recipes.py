@@ -58,7 +58,8 @@ def test_recipe_trains_a_few_steps_and_its_checkpoint_rebuilds(name, tmp_path):
     if cfg.progressive is not None:  # grown through 8x8 to 16x16 within the run
         assert tr.stage.resolution == 16
     with torch.no_grad():
-        a, b = G.eval()(torch.randn(2, G.z_dim)), tr.G_ema.eval()(torch.randn(2, G.z_dim))
+        c = torch.arange(2) % G.num_classes if getattr(G, "num_classes", 0) else None
+        a, b = G.eval()(torch.randn(2, G.z_dim), c), tr.G_ema.eval()(torch.randn(2, G.z_dim), c)
     assert a.shape == b.shape and torch.isfinite(a).all()
     assert (tmp_path / "run" / "samples").is_dir()
 

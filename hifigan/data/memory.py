@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from hifigan.data.builtin import load_mnist
+from hifigan.errors import UserError
 
 
 class InMemoryImages:
@@ -118,10 +119,38 @@ def resize_uint8(images: np.ndarray, resolution: int) -> np.ndarray:
     return torch.cat(out).numpy()
 
 
+HOLDOUT_SEED = 1606  # fixed: which images are held out never depends on the run seed
+
+
+def holdout_split(n: int, holdout: int) -> tuple[np.ndarray, np.ndarray]:
+    """(training indices in dataset order, held-out indices): the held-out images are the last
+    `holdout` of a fixed permutation of range(n) (numpy's RandomState, stable across versions)."""
+    if not 0 <= holdout < n:
+        raise UserError(f"data.holdout={holdout}: must be in [0, {n}) for this {n}-image set; lower it")
+    perm = np.random.RandomState(HOLDOUT_SEED).permutation(n)
+    return np.sort(perm[:n - holdout]), np.sort(perm[n - holdout:])
+
+
+def keep_labels_per_class(labels: np.ndarray, k: int) -> np.ndarray:
+    """A copy of `labels` that keeps the first k labels of each class (in dataset order) and sets
+    every other one to -1 (unlabelled, for semi-supervised training)."""
+    out = np.full_like(labels, -1)
+    for cls in np.unique(labels):
+        first = np.flatnonzero(labels == cls)[:k]
+        out[first] = cls
+    return out
+
+
 def build_dataset(cfg, seed: int) -> InMemoryImages:
-    """The dataset a `DataConfig` describes, at its resolution."""
+    """The dataset a `DataConfig` describes, at its resolution: without its held-out images
+    (data.holdout) and with only the first data.labels_per_class labels of each class."""
     if cfg.source == "mnist":
         images, labels = load_mnist(cfg.path, cfg.split)
+        if cfg.holdout:
+            train, _ = holdout_split(len(images), cfg.holdout)
+            images, labels = images[train], labels[train]
+        if cfg.labels_per_class is not None:
+            labels = keep_labels_per_class(labels, cfg.labels_per_class)
         images = resize_uint8(images[:, None], cfg.resolution)
         return InMemoryImages(images, labels, seed=seed, num_classes=10)
     raise ValueError(f"unknown data source {cfg.source!r}")

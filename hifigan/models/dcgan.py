@@ -7,18 +7,29 @@ stride-2 convolutions with LeakyReLU(0.2), batch norm on every layer but the fir
 from the final 4x4 map. No pooling, no fully connected hidden layers, weights from N(0, 0.02).
 Conditional variants (cDCGAN) concatenate the one-hot class to z in G and as constant label maps
 to the image channels in D.
+
+D options beyond the paper: norm "none" or "layer" (GroupNorm(1, C): per-sample normalization over
+C, H, W) instead of batch norm, since a WGAN-GP critic's gradient penalty is per sample (Gulrajani
+et al. 2017, "Improved Training of Wasserstein GANs", arXiv:1704.00028, Sec. 4); spectral_norm
+(Miyato et al. 2018, arXiv:1802.05957; hifigan/nn/spectral.py); and the heads of
+hifigan.models.classic.HeadedDiscriminator (AC-GAN / SGAN classifier, InfoGAN Q, a separate
+classifier) on the flattened final 4x4 feature map.
 """
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+import typing
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from hifigan.models.classic import HeadedDiscriminator, check_heads_config
 from hifigan.nn.init import dcgan_init
 from hifigan.registry import DISCRIMINATORS, GENERATORS
+
+NORMS = ("batch", "none", "layer")  # D normalization choices
 
 
 def _levels(resolution: int) -> int:
@@ -68,9 +79,20 @@ class DCGANGenerator(nn.Module):
         return self.net(z[:, :, None, None])  # [N, C, H, W]
 
 
+def _d_trunk(cfg, in_channels: int) -> list[nn.Module]:
+    """Stride-2 convs from the input resolution down to the final 4x4 map (D's penultimate features)."""
+    ch = [min(cfg.width * 2 ** i, cfg.max_width) for i in range(_levels(cfg.resolution))]  # res/2 ... 4x4
+    layers = [nn.Conv2d(in_channels, ch[0], 4, 2, 1, bias=False), nn.LeakyReLU(0.2, True)]
+    for c_in, c_out in zip(ch[:-1], ch[1:]):
+        layers += [nn.Conv2d(c_in, c_out, 4, 2, 1, bias=cfg.norm == "none")]  # a norm's shift replaces the bias
+        layers += {"batch": [nn.BatchNorm2d(c_out)], "layer": [nn.GroupNorm(1, c_out)], "none": []}[cfg.norm]
+        layers += [nn.LeakyReLU(0.2, True)]
+    return layers
+
+
 @DISCRIMINATORS.register("dcgan")
-class DCGANDiscriminator(nn.Module):
-    """img [N, channels, resolution, resolution] (+ c [N]) -> logits [N]."""
+class DCGANDiscriminator(HeadedDiscriminator):
+    """img [N, channels, resolution, resolution] (+ c [N]) -> logits [N] (heads: HeadedDiscriminator)."""
 
     @dataclass(kw_only=True)
     class Config:
@@ -78,32 +100,51 @@ class DCGANDiscriminator(nn.Module):
         channels: int = 1       # input image channels
         width: int = 64         # channels of the first layer (ndf); doubled per level towards 4x4
         max_width: int = 1024   # cap on any layer's channels
-        batch_norm: bool = True  # batch norm after every conv but the first (off for WGAN-GP critics)
+        norm: str = field(default="batch", metadata={"choices": NORMS})  # on all convs but the first (layer: GroupNorm)
+        batch_norm: typing.Optional[bool] = None  # legacy alias: false = norm none (older checkpoints' configs)
         num_classes: int = 0    # > 0: conditional (one-hot label maps concatenated to the image)
         init_std: float = 0.02  # N(0, std) weight init
+        aux_classes: int = 0          # > 0: auxiliary classifier on the flattened 4x4 map (AC-GAN; SGAN: K + 1)
+        q_cat: int = 0                # > 0: InfoGAN categorical code logits head
+        q_cont: int = 0               # > 0: InfoGAN continuous code means head
+        q_separate: bool = False      # Q heads on a trunk of their own instead of D's
+        classifier_classes: int = 0   # > 0: a separate DCGAN classifier (no parameter shared with D)
+        spectral_norm: bool = False   # spectral normalization of every D / Q weight (SN-GAN; usually norm none)
 
         def __post_init__(self):
             _levels(self.resolution)
+            if self.norm not in NORMS:
+                raise ValueError(f"norm must be one of {', '.join(NORMS)}, got {self.norm!r}")
+            if self.batch_norm is not None:  # fold the legacy flag into norm, then forget it
+                if self.batch_norm and self.norm != "batch":
+                    raise ValueError(f"batch_norm: true contradicts norm: {self.norm}; "
+                                     f"drop batch_norm and set only norm")
+                if not self.batch_norm and self.norm == "batch":
+                    self.norm = "none"
+                self.batch_norm = None
+            check_heads_config(self)
 
     def __init__(self, cfg: Config):
         super().__init__()
         self.cfg = cfg
         self.num_classes = cfg.num_classes
-        n = _levels(cfg.resolution)
-        ch = [min(cfg.width * 2 ** i, cfg.max_width) for i in range(n)]  # res/2 ... 4x4
-        layers = [nn.Conv2d(cfg.channels + cfg.num_classes, ch[0], 4, 2, 1, bias=False), nn.LeakyReLU(0.2, True)]
-        for c_in, c_out in zip(ch[:-1], ch[1:]):
-            layers += [nn.Conv2d(c_in, c_out, 4, 2, 1, bias=not cfg.batch_norm)]
-            layers += [nn.BatchNorm2d(c_out)] if cfg.batch_norm else []
-            layers += [nn.LeakyReLU(0.2, True)]
-        layers += [nn.Conv2d(ch[-1], 1, 4, 1, 0, bias=False)]
-        self.net = nn.Sequential(*layers)
+        width = min(cfg.width * 2 ** (_levels(cfg.resolution) - 1), cfg.max_width)  # channels of the 4x4 map
+        self.net = nn.Sequential(*_d_trunk(cfg, cfg.channels + cfg.num_classes),
+                                 nn.Conv2d(width, 1, 4, 1, 0, bias=False))  # one logit from the 4x4 map
+        self.init_heads(cfg, width * 16, lambda: nn.Sequential(*_d_trunk(cfg, cfg.channels + cfg.num_classes)),
+                        lambda: nn.Sequential(*_d_trunk(cfg, cfg.channels), nn.Flatten(),
+                                              nn.Linear(width * 16, cfg.classifier_classes)))
         dcgan_init(self, cfg.init_std)
+        if cfg.spectral_norm:
+            self.spectral_norm_()
 
-    def forward(self, img, c=None):
-        if self.num_classes:
-            if c is None:
-                raise ValueError("this discriminator is conditional: pass class labels c")
-            maps = F.one_hot(c.long(), self.num_classes).to(img.dtype)[:, :, None, None]
-            img = torch.cat([img, maps.expand(-1, -1, *img.shape[2:])], dim=1)
-        return self.net(img).flatten()  # [N]
+    def d_input(self, img, c=None):
+        if not self.num_classes:
+            return img
+        if c is None:
+            raise ValueError("this discriminator is conditional: pass class labels c")
+        maps = F.one_hot(c.long(), self.num_classes).to(img.dtype)[:, :, None, None]
+        return torch.cat([img, maps.expand(-1, -1, *img.shape[2:])], dim=1)  # [N, C + num_classes, H, W]
+
+    def classifier_input(self, img):
+        return img  # the classifier predicts the class: it never sees it

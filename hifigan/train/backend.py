@@ -94,8 +94,9 @@ class AccelerateBackend:
         scaler.step(opt)
         opt.zero_grad(set_to_none=True)
         if weight_clip is not None:
+            clipped = net.clipped_parameters() if hasattr(net, "clipped_parameters") else net.parameters()
             with torch.no_grad():
-                for p in net.parameters():
+                for p in clipped:  # a D's separate classifier is not part of the critic
                     p.clamp_(-weight_clip, weight_clip)
         return norm.detach()
 

@@ -113,6 +113,10 @@ class Trainer:
         self.stats = Collector()
         self._stop = False
         self._last_reals: list = []
+        self.metrics = []
+        if cfg.metrics:  # built and checked against G before any training (hifigan/metrics)
+            from hifigan.metrics import build_metrics
+            self.metrics = build_metrics(cfg.metrics, cfg.log.metric_samples, self.nets["G"])
 
     def _build_data(self):
         from hifigan.data import build_feed
@@ -224,7 +228,8 @@ class Trainer:
         every = {k: max(1, int(round(v * 1000))) for k, v in
                  (("log", cfg.log.every_kimg), ("image", cfg.log.image_every_kimg), ("ckpt", cfg.checkpoint.every_kimg))}
         last = {"time": time.perf_counter(), "nimg": self.nimg, "step": self.step}
-        saved_step = imaged_step = None
+        saved_step = imaged_step = measured_step = None
+        metric_every = int(round(cfg.log.metrics_every_kimg * 1000))  # 0: only at the end
         try:
             if not resumed:
                 self._log_images(writer)
@@ -237,6 +242,9 @@ class Trainer:
                 if crossed["image"]:
                     self._log_images(writer)
                     imaged_step = self.step
+                if self.metrics and metric_every and before // metric_every != self.nimg // metric_every:
+                    self._log_metrics(writer, bar)
+                    measured_step = self.step
                 if crossed["ckpt"]:
                     self.save()
                     saved_step = self.step
@@ -247,6 +255,8 @@ class Trainer:
                     break
             if imaged_step != self.step:
                 self._log_images(writer)
+            if self.metrics and measured_step != self.step and self.nimg >= self.total_nimg:
+                self._log_metrics(writer, bar)
             if saved_step != self.step:
                 self.save()
         finally:
@@ -334,6 +344,22 @@ class Trainer:
         grid = sample.make_grid(images, cols)
         writer.add_image("Samples/G_ema", grid, self.nimg, dataformats="HWC")
         sample.save_png(self.run_dir / "samples" / f"fakes{self.nimg // 1000:06d}.png", grid)
+
+    def _log_metrics(self, writer, bar) -> None:
+        """Evaluate `metrics` on G_ema on the main process, as Metrics/<name>. The RNG streams training
+        draws from are forked around it, so a run with metrics trains exactly as one without."""
+        self._standing_stats()  # every rank, so G_ema stays identical across ranks
+        if writer is None:
+            return
+        from hifigan.metrics import evaluate
+        b = self.backend
+        with torch.random.fork_rng(devices=[b.device] if b.device.type == "cuda" else []):
+            result = evaluate(self.metrics, self.G_ema, b.device)
+        for k, v in result.scalars.items():
+            writer.add_scalar(f"Metrics/{k}", v, self.nimg)
+        writer.flush()
+        line = ", ".join(f"{k} {v:.4g}" for k, v in result.scalars.items())
+        (bar.write if bar is not None else print)(f"metrics at {self.nimg / 1000:.3f} kimg: {line}")
 
     # -- checkpoints ---------------------------------------------------------------------------
     def all_nets(self) -> dict:

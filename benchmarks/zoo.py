@@ -1,0 +1,134 @@
+#!/usr/bin/env python
+"""Train MNIST recipes for the same wall-clock budget each and tabulate what they reach.
+
+    python benchmarks/zoo.py configs/mnist_dcgan.yaml configs/mnist_wgan.yaml ... [--minutes 10]
+    python benchmarks/zoo.py --table                # rebuild docs/results.md from docs/results.json
+
+Each recipe runs alone (`python launch/train.py CONFIG run_dir=runs/zoo/NAME train.total_kimg=1e6`),
+gets SIGTERM after --minutes of wall clock (the trainer then writes a checkpoint and exits 0), and
+is measured from that checkpoint: steps and images shown (state.pt), images/s over the run's wall
+clock, `launch/metrics.py RUN --json` (MNIST Frechet distance, class coverage, conditional
+accuracy), `benchmarks/sgan_accuracy.py` for the semi-supervised recipe, and a 10 x 10 sample grid
+(`launch/generate.py --seeds 0-99`; conditional models: column = class). Each result is merged
+into docs/results.json (one entry per recipe, replaced when rerun) and docs/results.md's table is
+rebuilt from it, so recipes can be run in several sittings. Run nothing else on the machine
+meanwhile: the budget is wall clock.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PY = sys.executable
+RESULTS = ROOT / "docs" / "results.json"
+IMAGES = ROOT / "docs" / "images" / "zoo"
+
+
+def _run(args, timeout=1800) -> subprocess.CompletedProcess:
+    return subprocess.run([PY, *map(str, args)], cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+
+
+def train_for(config: Path, run_dir: Path, minutes: float) -> float:
+    """Train until `minutes` of wall clock have passed, then SIGTERM; returns the wall seconds."""
+    if run_dir.exists():
+        shutil.rmtree(run_dir)
+    cmd = [PY, str(ROOT / "launch" / "train.py"), str(config), f"run_dir={run_dir}", "train.total_kimg=1000000",
+           "log.progress=false"]
+    t0 = time.monotonic()
+    log = open(run_dir.parent / f"{run_dir.name}.log", "w")
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        proc.wait(timeout=minutes * 60)
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=600)
+    wall = time.monotonic() - t0
+    log.close()
+    if proc.returncode != 0:
+        raise SystemExit(f"{config.name}: training exited with {proc.returncode}; see {log.name}")
+    return wall
+
+
+def measure(config: Path, run_dir: Path, wall: float) -> dict:
+    import torch
+    ckpt = run_dir / "checkpoints" / (run_dir / "checkpoints" / "latest").read_text().strip()
+    state = torch.load(ckpt / "state.pt", weights_only=True, map_location="cpu")
+    row = {"recipe": config.stem, "config": str(config.relative_to(ROOT)), "minutes": round(wall / 60, 2),
+           "steps": int(state["step"]), "kimg": round(int(state["nimg"]) / 1000, 1),
+           "images_per_s": round(int(state["nimg"]) / wall, 1),
+           "date": time.strftime("%Y-%m-%d"), "cpu_threads": os.cpu_count()}
+    r = _run(["launch/metrics.py", run_dir, "--json"])
+    row["metrics"] = json.loads(r.stdout) if r.returncode == 0 else {"error": (r.stderr or r.stdout).strip()[-300:]}
+    if "sgan" in config.stem:
+        r = _run(["benchmarks/sgan_accuracy.py", run_dir])
+        last = r.stdout.strip().splitlines()[-1] if r.returncode == 0 else ""
+        row["sgan_test_accuracy"] = float(last.strip("| ").split("|")[-1]) if last else f"error: {r.stderr[-200:]}"
+    out = run_dir / "grid"
+    r = _run(["launch/generate.py", run_dir, "--seeds", "0-99", "--out", out])
+    if r.returncode == 0:
+        IMAGES.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(out / "grid.png", IMAGES / f"{config.stem}.png")
+        row["grid"] = f"images/zoo/{config.stem}.png"
+    return row
+
+
+def _fmt(v, nd=1):
+    return "" if v is None else (f"{v:.{nd}f}" if isinstance(v, float) else str(v))
+
+
+def table(results: dict) -> str:
+    lines = ["| recipe | minutes | steps | kimg | images/s | MNIST FD | coverage | cond. accuracy | SGAN test acc. | samples |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for name in sorted(results):
+        r = results[name]
+        m = r.get("metrics", {})
+        fd, cov, acc = m.get("mnist_fd"), m.get("mnist_coverage"), m.get("mnist_cond_acc")
+        grid = f"![{name}]({r['grid']})" if r.get("grid") else ""
+        lines.append(f"| {name} | {r['minutes']} | {r['steps']} | {r['kimg']} | {r['images_per_s']} | {_fmt(fd)} | "
+                     f"{_fmt(cov, 0)} | {_fmt(acc, 3)} | {r.get('sgan_test_accuracy', '')} | {grid} |")
+    return "\n".join(lines)
+
+
+def write(results: dict) -> None:
+    tmp = RESULTS.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(results, indent=1, sort_keys=True))
+    os.replace(tmp, RESULTS)
+    md = ROOT / "docs" / "results.md"
+    text = md.read_text() if md.exists() else "# Results\n\n<!-- zoo-table -->\n<!-- /zoo-table -->\n"
+    head, _, rest = text.partition("<!-- zoo-table -->")
+    _, _, tail = rest.partition("<!-- /zoo-table -->")
+    tmp = md.with_suffix(".md.tmp")
+    tmp.write_text(f"{head}<!-- zoo-table -->\n{table(results)}\n<!-- /zoo-table -->{tail}")
+    os.replace(tmp, md)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("configs", nargs="*", type=Path)
+    p.add_argument("--minutes", type=float, default=10.0)
+    p.add_argument("--runs", type=Path, default=ROOT / "runs" / "zoo")
+    p.add_argument("--table", action="store_true", help="only rebuild docs/results.md from docs/results.json")
+    args = p.parse_args(argv)
+    results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+    args.runs.mkdir(parents=True, exist_ok=True)
+    for config in args.configs:
+        config = config.resolve()
+        run_dir = args.runs.resolve() / config.stem
+        wall = train_for(config, run_dir, args.minutes)
+        results[config.stem] = measure(config, run_dir, wall)
+        write(results)
+        print(json.dumps(results[config.stem]), flush=True)
+    write(results)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,53 @@
+"""The encoder of a variational autoencoder (Kingma and Welling 2014, "Auto-Encoding Variational
+Bayes", arXiv:1312.6114), for comparing a VAE with the GANs on the same decoder.
+
+q(z | x) = N(mu(x), diag(exp(logvar(x)))): DCGAN's D trunk (Radford et al. 2016, arXiv:1511.06434;
+stride-2 4x4 convolutions, LeakyReLU(0.2), batch norm but on the first layer) and two linear
+heads. The decoder p(x | z) is the generator G itself (DCGAN's G), so a trained VAE samples through
+the usual G(z ~ N(0, I)) path. It sits in the discriminator slot (nets["D"]) only because the
+trainer knows two networks; it is trained jointly with G in one phase (objectives/vae.py).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from torch import nn
+
+from hifigan.models.energy import NORMS, base_size, conv_encoder
+from hifigan.nn.init import dcgan_init
+from hifigan.registry import DISCRIMINATORS
+
+
+@DISCRIMINATORS.register("vae_encoder")
+class VAEEncoder(nn.Module):
+    """img [N, channels, res, res] -> (mu [N, z_dim], logvar [N, z_dim])."""
+
+    @dataclass(kw_only=True)
+    class Config:
+        z_dim: int = 20           # latent size; must equal G.z_dim (G is the decoder)
+        resolution: int = 32      # input H = W: >= 8, halving down to at most 7 px (28, 32, 64, ...)
+        channels: int = 1         # image channels
+        width: int = 64           # channels of the first layer; doubled per level
+        max_width: int = 1024     # cap on any layer's channels
+        norm: str = field(default="batch", metadata={"choices": NORMS})  # after every conv but the first: batch (DCGAN) or none
+        init_std: float = 0.02    # N(0, std) weight init; small heads start q(z|x) near N(0, I)
+
+        def __post_init__(self):
+            base_size(self.resolution)
+            if self.z_dim < 1:
+                raise ValueError(f"z_dim must be >= 1, got {self.z_dim}")
+
+    num_classes = 0  # q(z | x) looks at the image alone
+
+    def __init__(self, cfg: Config):
+        super().__init__()
+        self.cfg = cfg
+        self.z_dim = cfg.z_dim
+        self.trunk, flat = conv_encoder(cfg.resolution, cfg.channels, cfg.width, cfg.max_width, cfg.norm)
+        self.mu = nn.Linear(flat, cfg.z_dim)
+        self.logvar = nn.Linear(flat, cfg.z_dim)
+        dcgan_init(self, cfg.init_std)
+
+    def forward(self, img, c=None):
+        h = self.trunk(img)  # [N, flat]
+        return self.mu(h), self.logvar(h)  # [N, z_dim] each
