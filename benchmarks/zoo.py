@@ -116,12 +116,20 @@ def main(argv=None) -> int:
     p.add_argument("--minutes", type=float, default=10.0)
     p.add_argument("--runs", type=Path, default=ROOT / "runs" / "zoo")
     p.add_argument("--table", action="store_true", help="only rebuild docs/results.md from docs/results.json")
+    p.add_argument("--remeasure", action="store_true",
+                   help="measure the existing runs of the given configs again (metrics, grid) without training")
     args = p.parse_args(argv)
     results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
     args.runs.mkdir(parents=True, exist_ok=True)
     for config in args.configs:
         config = config.resolve()
         run_dir = args.runs.resolve() / config.stem
+        if args.remeasure:
+            wall = results[config.stem]["minutes"] * 60
+            results[config.stem] = {**results[config.stem], **measure(config, run_dir, wall)}
+            results[config.stem]["minutes"] = round(wall / 60, 2)
+            write(results)
+            continue
         wall = train_for(config, run_dir, args.minutes)
         results[config.stem] = measure(config, run_dir, wall)
         write(results)

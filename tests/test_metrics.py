@@ -157,6 +157,12 @@ def test_a_different_seed_or_recipe_uses_a_different_file(quick, tmp_path):
     assert mc.cache_path(32, 0, QUICK, tmp_path).name != quick.path.name
 
 
+def test_a_first_use_inside_no_grad_still_trains_the_classifier(tmp_path):
+    with torch.no_grad():  # the metric's evaluation runs under no_grad and may train on first use
+        c = mc.load_classifier(16, 0, root=tmp_path, recipe=QUICK, verbose=False)
+    assert c.trained and c.held_out_acc > 0.5
+
+
 def test_a_corrupt_cache_file_is_retrained_with_a_one_line_warning(quick, tmp_path, capsys):
     path = tmp_path / quick.path.name
     raw = quick.path.read_bytes()

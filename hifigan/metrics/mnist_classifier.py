@@ -187,7 +187,8 @@ def train_classifier(resolution: int = 32, seed: int = 0, recipe: dict | None = 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        net = fit_classifier(x[tr], y[tr], resolution, seed, recipe)
+        with torch.enable_grad():  # the metric asks for it inside its own no_grad evaluation
+            net = fit_classifier(x[tr], y[tr], resolution, seed, recipe)
         feats, logits = features_and_logits(net, x)
     finally:
         torch.set_num_threads(threads)
