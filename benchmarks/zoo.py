@@ -9,7 +9,8 @@ gets SIGTERM after --minutes of wall clock (the trainer then writes a checkpoint
 is measured from that checkpoint: steps and images shown (state.pt), images/s over the run's wall
 clock, `launch/metrics.py RUN --json` (MNIST Frechet distance, class coverage, conditional
 accuracy), `benchmarks/sgan_accuracy.py` for the semi-supervised recipe, and a 10 x 10 sample grid
-(`launch/generate.py --seeds 0-99`; conditional models: column = class). Each result is merged
+(`launch/generate.py --seeds 0-99`; conditional models: row = class; InfoGAN also `--codes` traversals;
+BEGAN also its k_t / M / L curves from TensorBoard). Each result is merged
 into docs/results.json (one entry per recipe, replaced when rerun) and docs/results.md's table is
 rebuilt from it, so recipes can be run in several sittings. Run nothing else on the machine
 meanwhile: the budget is wall clock.
@@ -72,12 +73,42 @@ def measure(config: Path, run_dir: Path, wall: float) -> dict:
         last = r.stdout.strip().splitlines()[-1] if r.returncode == 0 else ""
         row["sgan_test_accuracy"] = float(last.strip("| ").split("|")[-1]) if last else f"error: {r.stderr[-200:]}"
     out = run_dir / "grid"
-    r = _run(["launch/generate.py", run_dir, "--seeds", "0-99", "--out", out])
+    codes = ["--codes"] if "infogan" in config.stem else []
+    r = _run(["launch/generate.py", run_dir, "--seeds", "0-99", "--out", out, *codes])
     if r.returncode == 0:
         IMAGES.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(out / "grid.png", IMAGES / f"{config.stem}.png")
         row["grid"] = f"images/zoo/{config.stem}.png"
+        for f in sorted(out.glob("codes_*.png")):  # InfoGAN latent traversals
+            shutil.copyfile(f, IMAGES / f"{config.stem}_{f.name}")
+            row.setdefault("traversals", []).append(f"images/zoo/{config.stem}_{f.name}")
+    else:
+        row["grid_error"] = (r.stderr or r.stdout).strip()[-300:]
+    curves = {"began": ["Scores/k_t", "Scores/M", "Scores/L_real", "Scores/L_fake"]}.get(config.stem.split("_")[-1])
+    if curves:  # BEGAN: k_t and the convergence measure over the run, from its TensorBoard events
+        row["curves"] = plot_scalars(run_dir, curves, IMAGES / f"{config.stem}_curves.png")
     return row
+
+
+def plot_scalars(run_dir: Path, tags: list[str], path: Path) -> str:
+    """One panel per TensorBoard scalar of the run (x = kimg); returns the PNG's path relative to docs/."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    acc = EventAccumulator(str(run_dir / "tensorboard"), size_guidance={"scalars": 0})
+    acc.Reload()
+    fig, axes = plt.subplots(1, len(tags), figsize=(3.2 * len(tags), 2.6))
+    for ax, tag in zip(axes, tags):
+        ev = acc.Scalars(tag)
+        ax.plot([e.step / 1000 for e in ev], [e.value for e in ev], lw=1)  # the trainer logs at step = nimg
+        ax.set_title(tag.split("/")[-1])
+        ax.set_xlabel("kimg")
+    fig.tight_layout()
+    IMAGES.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+    return str(path.relative_to(ROOT / "docs"))
 
 
 def _fmt(v, nd=1):
@@ -92,6 +123,8 @@ def table(results: dict) -> str:
         m = r.get("metrics", {})
         fd, cov, acc = m.get("mnist_fd"), m.get("mnist_coverage"), m.get("mnist_cond_acc")
         grid = f"![{name}]({r['grid']})" if r.get("grid") else ""
+        extra = [*r.get("traversals", []), *([r["curves"]] if r.get("curves") else [])]
+        grid += "".join(f" [{Path(p).stem.removeprefix(name + '_')}]({p})" for p in extra)
         lines.append(f"| {name} | {r['minutes']} | {r['steps']} | {r['kimg']} | {r['images_per_s']} | {_fmt(fd)} | "
                      f"{_fmt(cov, 0)} | {_fmt(acc, 3)} | {r.get('sgan_test_accuracy', '')} | {grid} |")
     return "\n".join(lines)

@@ -185,6 +185,59 @@ def make_grid(images: np.ndarray, cols: int | None = None, pad: int = 2) -> np.n
     return grid
 
 
+def class_rows(images: np.ndarray, labels, num_classes: int) -> tuple[np.ndarray, int]:
+    """(images reordered so that row r of the grid holds class r's images in their order, padded with
+    black cells, and the number of columns): the layout of a conditional model's grid.png."""
+    labels = np.asarray(labels)
+    per_class = [np.flatnonzero(labels == k) for k in range(num_classes)]
+    cols = max(1, max(len(idx) for idx in per_class))
+    out = np.zeros((num_classes * cols, *images.shape[1:]), dtype=images.dtype)
+    for k, idx in enumerate(per_class):
+        out[k * cols:k * cols + len(idx)] = images[idx]
+    return out, cols
+
+
+def check_code_options(G: nn.Module, span: float, steps: int) -> None:
+    if not getattr(G, "code_cat", 0) and not getattr(G, "code_cont", 0):
+        raise UserError("--codes: this generator has no latent codes (G.code_cat and G.code_cont are 0); "
+                        "only InfoGAN generators have them")
+    if steps < 2 or not span > 0:
+        raise UserError(f"--code-steps {steps} / --code-span {span}: need at least 2 steps and a positive span")
+
+
+def code_traversals(G: nn.Module, seeds, span: float = 2.0, steps: int = 9, cls: int | None = None,
+                    batch_size: int = 64) -> dict[str, np.ndarray]:
+    """InfoGAN latent traversals (generators with code_cat / code_cont): {name: uint8 [rows, cols, H, W, C]}.
+
+    "cat": row = seed (its noise and continuous codes), column = category 0..code_cat-1.
+    "cont<i>": row = seed (its noise, category and other codes), column = code i at `steps` values
+    evenly from -span to span (the prior is [-1, 1]; the paper's figure 2 goes to 2).
+    """
+    check_code_options(G, span, steps)
+    cat, cont = G.code_cat, G.code_cont
+    from hifigan.nn.codes import codes_from_normal
+    z = seed_latents(seeds, G.z_dim)  # [S, z_dim]
+    c = seed_labels(seeds, G.num_classes, cls)
+    category, values = codes_from_normal(z, cat, cont)
+    out = {}
+
+    def run(reps: int, category_, values_):
+        zz = z.repeat_interleave(reps, 0)
+        cc = None if c is None else c.repeat_interleave(reps, 0)
+        imgs = run_batched(G, lambda z_, c_, k_, v_: G(z_, c_, codes=(k_, v_)), [zz, cc, category_, values_],
+                           batch_size).numpy()
+        return imgs.reshape(len(seeds), reps, *imgs.shape[1:])
+    if cat:
+        out["cat"] = run(cat, torch.arange(cat).repeat(len(seeds)),
+                         None if values is None else values.repeat_interleave(cat, 0))
+    grid = torch.linspace(-span, span, steps)
+    for i in range(cont):
+        v = values.repeat_interleave(steps, 0).clone()
+        v[:, i] = grid.repeat(len(seeds))
+        out[f"cont{i}"] = run(steps, None if category is None else category.repeat_interleave(steps, 0), v)
+    return out
+
+
 def atomic_write(path: Path, write) -> None:
     """Write through `write(tmp_path)` to a temporary name beside `path`, then rename it over `path`."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -207,13 +260,14 @@ def save_png(path, image: np.ndarray) -> None:
     atomic_write(Path(path), lambda tmp: img.save(tmp, format="PNG"))
 
 
-def write_samples(out_dir, seeds, images: np.ndarray, cols: int | None = None) -> None:
-    """One PNG per seed, grid.png and samples.npz (key `images`, uint8 [N, H, W, C]), each written atomically."""
+def write_samples(out_dir, seeds, images: np.ndarray, cols: int | None = None, grid: np.ndarray | None = None) -> None:
+    """One PNG per seed, grid.png (of `grid`, default the images in order) and samples.npz (key `images`,
+    uint8 [N, H, W, C]), each written atomically."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     for s, img in zip(seeds, images):
         save_png(out / f"seed{s:04d}.png", img)
-    save_png(out / "grid.png", make_grid(images, cols))
+    save_png(out / "grid.png", make_grid(images if grid is None else grid, cols))
 
     def write_npz(tmp):
         with open(tmp, "wb") as f:
@@ -243,12 +297,15 @@ def generate_from_checkpoint(path, seeds: str, out_dir, cls: int | None = None, 
                              noise_mode: str = "const", mix_rows: str | None = None, mix_cols: str | None = None,
                              mix_styles: str | None = None, interp: str | None = None, space: str = "z",
                              frames_per_seed: int = 30, video=None, fps: float = 30.0,
-                             loop: bool = False) -> np.ndarray:
+                             loop: bool = False, codes: bool = False, code_rows: int = 10, code_span: float = 2.0,
+                             code_steps: int = 9) -> np.ndarray:
     """launch/generate.py: needs nothing but the checkpoint (G_ema if present, else G).
 
-    Always writes the per-seed samples (see `write_samples`); with mix_rows/mix_cols also
-    mix_grid.png and mix.npz; with interp also a video (default OUT_DIR/interp.gif). Every option
-    is checked before anything is generated or written.
+    Always writes the per-seed samples (see `write_samples`; a conditional model's grid.png has one row
+    per class); with mix_rows/mix_cols also mix_grid.png and mix.npz; with interp also a video (default
+    OUT_DIR/interp.gif); with codes (InfoGAN) codes_cat.png and codes_cont<i>.png, the latent traversals
+    of the first code_rows seeds (see `code_traversals`). Every option is checked before anything is
+    generated or written.
     """
     from hifigan import sample_style as style
     G = load_generator(path, device)
@@ -256,9 +313,18 @@ def generate_from_checkpoint(path, seeds: str, out_dir, cls: int | None = None, 
     seed_list = parse_seeds(seeds)
     mix = style.MixPlan.parse(G, mix_rows, mix_cols, mix_styles)
     walk = style.InterpPlan.parse(G, interp, space, frames_per_seed, video, fps, loop, out_dir)
+    if codes:
+        check_code_options(G, code_span, code_steps)
     opts = dict(cls=cls, batch_size=batch_size, psi=psi, cutoff=cutoff, noise_mode=noise_mode)
     images = generate(G, seed_list, **opts)
-    write_samples(out_dir, seed_list, images, G.num_classes or None)
+    if G.num_classes and cls is None:  # grid.png: row = class
+        grid, cols = class_rows(images, seed_labels(seed_list, G.num_classes).numpy(), G.num_classes)
+    else:
+        grid, cols = images, G.num_classes or None
+    write_samples(out_dir, seed_list, images, cols, grid=grid)
+    if codes:
+        for name, tiles in code_traversals(G, seed_list[:code_rows], code_span, code_steps, cls, batch_size).items():
+            save_png(Path(out_dir) / f"codes_{name}.png", make_grid(tiles.reshape(-1, *tiles.shape[2:]), tiles.shape[1]))
     if mix is not None:
         style.write_mix(out_dir, mix, *style.style_mix(G, mix.rows, mix.cols, mix.styles, **opts))
     if walk is not None:

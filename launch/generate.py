@@ -3,10 +3,12 @@
 uint8 [N, H, W, C]); optionally a style-mixing grid and an interpolation video.
 
     python launch/generate.py runs/mnist_dcgan --seeds 0-63 --out samples [--class 3]
+    python launch/generate.py runs/mnist_infogan --seeds 0-99 --out s --codes     # latent traversals
     python launch/generate.py runs/ffhq --seeds 0-15 --out s --trunc 0.7 --trunc-cutoff 8
     python launch/generate.py runs/ffhq --out s --mix-rows 0-4 --mix-cols 10-15 --mix-styles 0-3
     python launch/generate.py runs/ffhq --out s --interp 0,5,9 --space w --video s/walk.mp4 --loop
 
+A conditional model's grid.png has one row per class (seed s gets class s % classes unless --class).
 Style mixing writes OUT/mix_grid.png (column seeds on top, row seeds on the left; cell = the row
 seed with the --mix-styles taken from the column seed) and OUT/mix.npz (key `images`, uint8
 [rows, cols, H, W, C]). The video has frames-per-seed * (seeds - 1) + 1 frames, or
@@ -48,6 +50,14 @@ def parse_args(argv=None) -> argparse.Namespace:
     v.add_argument("--video", default=None, metavar="PATH", help=".gif or .mp4 (default OUT/interp.gif)")
     v.add_argument("--fps", type=float, default=30.0, help="frames per second (default 30)")
     v.add_argument("--loop", action="store_true", help="walk back to the first seed")
+    c = p.add_argument_group("InfoGAN latent codes")
+    c.add_argument("--codes", action="store_true",
+                   help="also write OUT/codes_cat.png (row = seed, column = category) and OUT/codes_cont<i>.png "
+                        "(row = seed, column = code i from -SPAN to SPAN)")
+    c.add_argument("--code-rows", type=int, default=10, metavar="N", help="rows: the first N of --seeds (default 10)")
+    c.add_argument("--code-span", type=float, default=2.0, metavar="SPAN",
+                   help="continuous codes run from -SPAN to SPAN (the prior is [-1, 1]; default 2, as the paper)")
+    c.add_argument("--code-steps", type=int, default=9, metavar="N", help="columns of a continuous traversal (default 9)")
     return p.parse_args(argv)
 
 
@@ -56,7 +66,8 @@ def main(argv=None) -> int:
     return run_main(generate_from_checkpoint, a.checkpoint, a.seeds, a.out, a.cls, a.batch, a.device,
                     psi=a.trunc, cutoff=a.trunc_cutoff, noise_mode=a.noise_mode, mix_rows=a.mix_rows,
                     mix_cols=a.mix_cols, mix_styles=a.mix_styles, interp=a.interp, space=a.space,
-                    frames_per_seed=a.frames_per_seed, video=a.video, fps=a.fps, loop=a.loop)
+                    frames_per_seed=a.frames_per_seed, video=a.video, fps=a.fps, loop=a.loop,
+                    codes=a.codes, code_rows=a.code_rows, code_span=a.code_span, code_steps=a.code_steps)
 
 
 if __name__ == "__main__":

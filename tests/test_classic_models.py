@@ -7,6 +7,7 @@ from torch import nn
 
 from hifigan.errors import UserError
 from hifigan.models import count_params
+from hifigan.nn.codes import apply_codes, codes_from_normal
 from hifigan.nn.spectral import SpectralNorm, apply_spectral_norm
 from hifigan.registry import DISCRIMINATORS, GENERATORS
 
@@ -242,3 +243,44 @@ def test_spectral_norm_rejects_layers_it_cannot_normalize():
         SpectralNorm(nn.ConvTranspose2d(3, 3, 4))
     seq = apply_spectral_norm(nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 1)))
     assert [type(m) for m in seq] == [SpectralNorm, nn.ReLU, SpectralNorm]
+
+
+# ---------------------------------------------------------------- InfoGAN latent codes in G
+
+def test_codes_from_a_standard_normal_z_follow_the_infogan_prior():
+    z = torch.randn(40000, 8, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    category, values = codes_from_normal(z, cat=4, cont=2)
+    freq = torch.bincount(category, minlength=4).double() / len(z)
+    assert (freq - 0.25).abs().max() < 0.01  # uniform category (argmax of iid normals)
+    assert values.min() > -1 and values.max() < 1
+    # uniform in (-1, 1): the CDF at -0.5, 0 and 0.5 is 0.25, 0.5, 0.75 within sampling error
+    for t, p in ((-0.5, 0.25), (0.0, 0.5), (0.5, 0.75)):
+        assert abs((values <= t).double().mean().item() - p) < 0.01
+    assert values.mean().abs() < 0.01 and abs(values.var().item() - 1 / 3) < 0.01
+
+
+@pytest.mark.parametrize("arch,cfg", [("dcgan", {"resolution": 8, "width": 4}),
+                                      ("mlp", {"resolution": 8, "hidden": [16]})])
+def test_generator_reads_codes_from_z_or_takes_them_explicitly(arch, cfg):
+    G = GENERATORS.build(arch, {"z_dim": 7, "code_cat": 3, "code_cont": 2, **cfg}).eval()
+    z = torch.randn(5, 7, generator=torch.Generator().manual_seed(1))
+    category, values = codes_from_normal(z, 3, 2)
+    assert torch.equal(G(z), G(z, codes=(category, values)))
+    fed = apply_codes(z, 3, 2)
+    assert torch.equal(fed[:, :2], z[:, :2]) and torch.equal(fed[:, 2:5].argmax(1), category)
+    assert torch.equal(fed[:, 2:5].sum(1), torch.ones(5)) and torch.allclose(fed[:, 5:], values)
+    # an explicit category or code changes the image; the noise entries stay the seed's
+    other = (category + 1) % 3
+    assert not torch.allclose(G(z), G(z, codes=(other, None)))
+    assert torch.equal(apply_codes(z, 3, 2, other, None)[:, 5:], fed[:, 5:])
+    two = torch.full((5, 2), 2.0)  # outside the trained [-1, 1]: a traversal may extrapolate
+    assert torch.equal(apply_codes(z, 3, 2, None, two)[:, 5:], two)
+    plain = GENERATORS.build(arch, {"z_dim": 7, **cfg})
+    assert plain.code_cat == 0 and torch.equal(apply_codes(z, 0, 0), z)
+
+
+def test_generator_codes_must_fit_in_z():
+    with pytest.raises(UserError, match="z_dim"):
+        GENERATORS.build("dcgan", {"z_dim": 4, "code_cat": 3, "code_cont": 2, "resolution": 8})
+    with pytest.raises(UserError, match="code_cat = 0 or >= 2"):
+        GENERATORS.build("mlp", {"z_dim": 8, "code_cat": 1})

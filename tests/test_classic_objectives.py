@@ -14,6 +14,7 @@ from hifigan.config import DataConfig, load_config
 from hifigan.data.builtin import load_mnist
 from hifigan.data.memory import build_dataset, holdout_split
 from hifigan.errors import UserError
+from hifigan.nn.codes import apply_codes
 from hifigan.objectives import wgan
 from hifigan.objectives.base import Batch
 from hifigan.objectives.conditional import ACGANObjective, CGANClassifierObjective
@@ -30,14 +31,16 @@ PIX = 16  # fake images are [N, 1, 4, 4]
 class FakeG(nn.Module):
     """img = tanh(z A (+ onehot(c) B)) as [N, 1, 4, 4]; records (z, c) of every call."""
 
-    def __init__(self, z_dim=6, num_classes=0):
+    def __init__(self, z_dim=6, num_classes=0, code_cat=0, code_cont=0):
         super().__init__()
         self.z_dim, self.num_classes = z_dim, num_classes
+        self.code_cat, self.code_cont = code_cat, code_cont
         self.A = nn.Parameter(torch.randn(z_dim, PIX) * 0.5)
         self.B = nn.Parameter(torch.randn(max(num_classes, 1), PIX) * 0.5)
         self.calls = []
 
-    def forward(self, z, c=None):
+    def forward(self, z, c=None, codes=None):
+        z = apply_codes(z, self.code_cat, self.code_cont, *(codes or ()))
         self.calls.append((z, c))
         h = z @ self.A
         if self.num_classes:
@@ -188,7 +191,7 @@ def test_infogan_qmain_codes_layout_and_losses_reach_g_and_q_only():
     obj = InfoGANObjective(OBJECTIVES.config("infogan", {"cat": 3, "cont": 2, "lambda_cont": 0.5}))
     assert [(p.name, tuple(p.nets)) for p in obj.default_phases] == [
         ("Dmain", ("D",)), ("Gmain", ("G",)), ("Qmain", ("G", "D"))]
-    G, D = FakeG(z_dim=9), FakeD(q_cat=3, q_cont=2)
+    G, D = FakeG(z_dim=9, code_cat=3, code_cont=2), FakeD(q_cat=3, q_cont=2)
     losses, stats = obj("Qmain", {"G": G, "D": D}, make_batch(16))
     z = G.calls[-1][0]
     onehot, cont = z[:, 4:7], z[:, 7:]
@@ -212,7 +215,13 @@ def test_infogan_qmain_codes_layout_and_losses_reach_g_and_q_only():
 def test_infogan_rejects_a_d_without_matching_q_heads():
     obj = InfoGANObjective(OBJECTIVES.config("infogan", {"cat": 3, "cont": 2}))
     with pytest.raises(UserError, match="q_cat"):
-        obj("Qmain", {"G": FakeG(z_dim=9), "D": FakeD(q_cat=3)}, make_batch())
+        obj("Qmain", {"G": FakeG(z_dim=9, code_cat=3, code_cont=2), "D": FakeD(q_cat=3)}, make_batch())
+
+
+def test_infogan_rejects_a_g_that_does_not_know_its_codes():
+    obj = InfoGANObjective(OBJECTIVES.config("infogan", {"cat": 3, "cont": 2}))
+    with pytest.raises(UserError, match="G.code_cat = 3 and G.code_cont = 2"):
+        obj("Qmain", {"G": FakeG(z_dim=9), "D": FakeD(q_cat=3, q_cont=2)}, make_batch())
 
 
 # ---------------------------------------------------------------- SGAN

@@ -14,7 +14,9 @@ from torch import nn
 
 from conftest import ROOT, run_script, tiny_overrides
 from hifigan.errors import UserError
-from hifigan.sample import generate, seed_latents, to_uint8
+from hifigan.nn.codes import codes_from_normal
+from hifigan.registry import GENERATORS
+from hifigan.sample import class_rows, code_traversals, generate, seed_labels, seed_latents, to_uint8
 from hifigan.sample_style import (MixPlan, InterpPlan, interpolate, map_seeds, mix_grid, parse_styles, slerp,
                                   style_mix, synthesize, walk, write_mix, write_video)
 
@@ -337,6 +339,7 @@ def generate_main():
     (["--interp", "0,1", "--space", "w"], "--space w: needs a style-based generator"),
     (["--interp", "0,1", "--video", "walk.avi"], "give a .gif or .mp4 path"),
     (["--trunc-cutoff", "2"], "--trunc-cutoff 2: needs a style-based generator"),
+    (["--codes"], "--codes: this generator has no latent codes"),
 ])
 def test_bad_options_exit_2_with_one_line(dcgan_run, tmp_path, capsys, generate_main, args, needle):
     code = generate_main([str(dcgan_run), "--seeds", "0", "--out", str(tmp_path / "o"), *args])
@@ -353,3 +356,41 @@ def test_z_interpolation_video_from_a_dcgan_checkpoint(dcgan_run, tmp_path, gene
         assert gif.n_frames == 6
         gif.seek(3)
         assert np.array_equal(np.asarray(gif.convert("L"))[..., None], seeds[1])
+
+
+# Conditional grids and InfoGAN traversals -------------------------------------------------------
+
+def test_class_rows_put_class_k_in_row_k_in_seed_order():
+    seeds = [0, 1, 2, 3, 4, 5, 6]  # classes seed % 3: 0 1 2 0 1 2 0
+    images = np.arange(7, dtype=np.uint8).reshape(7, 1, 1, 1) + 1
+    grid, cols = class_rows(images, seed_labels(seeds, 3).numpy(), 3)
+    assert cols == 3
+    assert grid[:, 0, 0, 0].tolist() == [1, 4, 7, 2, 5, 0, 3, 6, 0]  # padded with black cells
+
+
+def test_code_traversals_vary_one_code_and_keep_the_rest_of_the_seed():
+    torch.manual_seed(0)
+    G = GENERATORS.build("dcgan", {"z_dim": 8, "code_cat": 3, "code_cont": 2, "resolution": 8, "width": 4}).eval()
+    seeds = [4, 7]
+    t = code_traversals(G, seeds, span=2.0, steps=5)
+    assert sorted(t) == ["cat", "cont0", "cont1"]
+    assert t["cat"].shape == (2, 3, 8, 8, 1) and t["cont0"].shape == (2, 5, 8, 8, 1)
+    z = seed_latents(seeds, 8)
+    category, values = codes_from_normal(z, 3, 2)
+    plain = generate(G, seeds)
+    for s in range(2):  # the seed's own category / its own code value reproduce its ordinary sample
+        assert np.array_equal(t["cat"][s, category[s]], plain[s])
+        v = values[s:s + 1].clone()
+        v[0, 1] = 1.0
+        own = to_uint8(G(z[s:s + 1], codes=(category[s:s + 1], v))).numpy()[0]
+        assert np.array_equal(t["cont1"][s, 3], own)  # column 3 of 5 over [-2, 2] is code 1 = 1.0
+    assert len({t["cat"][0, k].tobytes() for k in range(3)}) == 3  # the category changes the image
+
+
+def test_infogan_checkpoint_writes_traversals(tmp_path, generate_main):
+    run = tmp_path / "run"
+    run_script("train.py", ROOT / "configs/mnist_infogan.yaml", *tiny_overrides(run, **{"train.total_kimg": 0.032}))
+    out = tmp_path / "o"
+    assert generate_main([str(run), "--seeds", "0-4", "--out", str(out), "--codes", "--code-steps", "4"]) == 0
+    with Image.open(out / "codes_cat.png") as cat, Image.open(out / "codes_cont1.png") as cont:
+        assert cat.size[0] > cont.size[0] and cat.size[1] == cont.size[1]  # 10 vs 4 columns, 5 rows each

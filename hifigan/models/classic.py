@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from hifigan.nn.codes import apply_codes, check_codes
 from hifigan.nn.init import dcgan_init
 from hifigan.nn.spectral import apply_spectral_norm
 from hifigan.registry import DISCRIMINATORS, GENERATORS
@@ -44,12 +45,18 @@ class MLPGenerator(nn.Module):
         resolution: int = 28                                        # output H = W
         channels: int = 1                                           # output image channels
         num_classes: int = 0                                        # > 0: conditional on a class label
+        code_cat: int = 0                                           # InfoGAN codes: z's last code_cat + code_cont
+        code_cont: int = 0                                          # entries (hifigan/nn/codes.py)
         init_std: float = 0.02                                      # N(0, std) weight init
+
+        def __post_init__(self):
+            check_codes(self.z_dim, self.code_cat, self.code_cont)
 
     def __init__(self, cfg: Config):
         super().__init__()
         self.cfg = cfg
         self.z_dim, self.num_classes = cfg.z_dim, cfg.num_classes
+        self.code_cat, self.code_cont = cfg.code_cat, cfg.code_cont
         self.img_shape = (cfg.channels, cfg.resolution, cfg.resolution)
         layers, width = [], cfg.z_dim + cfg.num_classes
         for h in cfg.hidden:
@@ -61,7 +68,9 @@ class MLPGenerator(nn.Module):
         self.net = nn.Sequential(*layers)
         dcgan_init(self, cfg.init_std)
 
-    def forward(self, z, c=None):
+    def forward(self, z, c=None, codes=None):
+        """codes: None (read from z) or (category [N] or None, continuous [N, code_cont] or None)."""
+        z = apply_codes(z, self.code_cat, self.code_cont, *(codes or ()))
         y = _one_hot(c, self.num_classes, z)
         x = z if y is None else torch.cat([z, y], dim=1)
         return self.net(x).view(z.shape[0], *self.img_shape)  # [N, C, H, W]

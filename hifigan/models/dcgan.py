@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from hifigan.models.classic import HeadedDiscriminator, check_heads_config
+from hifigan.nn.codes import apply_codes, check_codes
 from hifigan.nn.init import dcgan_init
 from hifigan.registry import DISCRIMINATORS, GENERATORS
 
@@ -51,15 +52,19 @@ class DCGANGenerator(nn.Module):
         width: int = 64         # channels of the last hidden layer (ngf); doubled per level towards 4x4
         max_width: int = 1024   # cap on any layer's channels
         num_classes: int = 0    # > 0: conditional (one-hot concatenated to z)
+        code_cat: int = 0       # InfoGAN: z's last code_cat + code_cont entries are codes (hifigan/nn/codes.py)
+        code_cont: int = 0
         init_std: float = 0.02  # N(0, std) weight init
 
         def __post_init__(self):
             _levels(self.resolution)
+            check_codes(self.z_dim, self.code_cat, self.code_cont)
 
     def __init__(self, cfg: Config):
         super().__init__()
         self.cfg = cfg
         self.z_dim, self.num_classes = cfg.z_dim, cfg.num_classes
+        self.code_cat, self.code_cont = cfg.code_cat, cfg.code_cont
         self.img_shape = (cfg.channels, cfg.resolution, cfg.resolution)
         n = _levels(cfg.resolution)
         ch = [min(cfg.width * 2 ** i, cfg.max_width) for i in reversed(range(n))]  # 4x4 ... res/2
@@ -71,7 +76,9 @@ class DCGANGenerator(nn.Module):
         self.net = nn.Sequential(*layers)
         dcgan_init(self, cfg.init_std)
 
-    def forward(self, z, c=None):
+    def forward(self, z, c=None, codes=None):
+        """codes: None (read from z) or (category [N] or None, continuous [N, code_cont] or None)."""
+        z = apply_codes(z, self.code_cat, self.code_cont, *(codes or ()))
         if self.num_classes:
             if c is None:
                 raise ValueError("this generator is conditional: pass class labels c")

@@ -2,7 +2,9 @@
 Maximizing Generative Adversarial Nets", arXiv:1606.03657).
 
 G's input is [noise (G.z_dim - cat - cont), one-hot(categorical code), continuous codes]: the
-categorical code is uniform over `cat` categories, the continuous codes uniform in [-1, 1]. A
+categorical code is uniform over `cat` categories, the continuous codes uniform in [-1, 1]. G knows
+which entries are codes (G.code_cat / G.code_cont): the objective passes its draws explicitly, and
+every sampler's standard-normal z is mapped onto the same prior by G (hifigan/nn/codes.py). A
 network Q (D's "q_cat" / "q_cont" heads, on D's trunk or on a separate one: a D config choice)
 recovers the codes from G's image. The variational lower bound of section 5,
     L_I(G, Q) = E[log Q(c | G(z, c))] + H(c) <= I(c; G(z, c)),
@@ -60,7 +62,11 @@ class InfoGANObjective(Objective):
 
     def check(self, G, D) -> None:
         cat, cont = self.cfg.cat, self.cfg.cont
-        if G.z_dim < cat + cont:
+        g_cat, g_cont = getattr(G, "code_cat", 0), getattr(G, "code_cont", 0)
+        if (g_cat, g_cont) != (cat, cont):
+            raise UserError(f"objective 'infogan' needs G.code_cat = {cat} and G.code_cont = {cont} (got "
+                            f"{g_cat}, {g_cont}): G must know which entries of z are codes; set them in G")
+        if G.z_dim <= cat + cont:
             raise UserError(f"objective 'infogan': G.z_dim ({G.z_dim}) must hold the codes (cat {cat} + cont "
                             f"{cont}) plus the noise; raise G.z_dim or lower objective.cat / objective.cont")
         if getattr(D, "q_cat", 0) != cat or getattr(D, "q_cont", 0) != cont:
@@ -68,24 +74,20 @@ class InfoGANObjective(Objective):
                             f"{getattr(D, 'q_cat', 0)}, {getattr(D, 'q_cont', 0)}); set them in D")
 
     def latent(self, G, batch: Batch):
-        """(z [n, z_dim], class labels or None, category [n] or None, continuous codes [n, cont] or None)."""
+        """(z [n, z_dim], class labels or None, category [n] or None, continuous codes [n, cont] or None):
+        noise ~ N(0, I), category uniform, codes uniform in [-1, 1], passed to G explicitly."""
         cat, cont = self.cfg.cat, self.cfg.cont
-        noise = batch.rand.randn(G.z_dim - cat - cont)
-        parts, code, codes = [noise], None, None
-        if cat:
-            code = batch.rand.randint(cat)
-            parts.append(F.one_hot(code, cat).to(noise.dtype))
-        if cont:
-            codes = batch.rand.rand(cont) * 2 - 1
-            parts.append(codes)
+        z = batch.rand.randn(G.z_dim)
+        code = batch.rand.randint(cat) if cat else None
+        codes = batch.rand.rand(cont) * 2 - 1 if cont else None
         c = batch.rand.randint(G.num_classes) if G.num_classes else None
-        return torch.cat(parts, 1), c, code, codes
+        return z, c, code, codes
 
     def __call__(self, phase: str, nets: dict, batch: Batch):
         G, D = nets["G"], nets["D"]
         self.check(G, D)
         z, c, code, codes = self.latent(G, batch)
-        fake = G(z, c)  # [n, C, H, W]
+        fake = G(z, c, codes=(code, codes))  # [n, C, H, W]
         dc = c if D.num_classes else None
         if phase == "Dmain":
             logits_real = D(batch.img, batch.c if D.num_classes else None)
