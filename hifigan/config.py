@@ -8,46 +8,17 @@ class their `arch` / `name` selects in the registry, so a typo inside them fails
 """
 from __future__ import annotations
 
-import dataclasses
 import difflib
 import re
-import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 
+from hifigan import registry
 from hifigan.errors import UserError
-
-
-class ConfigError(UserError):
-    """A config problem at a dotted key; `load_config` prefixes the source (file or command line)."""
-
-    def __init__(self, key: str, msg: str):
-        self.key, self.msg = key, msg
-        super().__init__(f"{key}: {msg}" if key else msg)
-
-
-# ----------------------------------------------------------------------------------------------
-# Registry-selected sections: {arch: dcgan, z_dim: 100, ...} -> Spec(name="dcgan", cfg=Config(...))
-
-@dataclass
-class Spec:
-    """A registry entry chosen by name plus its validated Config."""
-    name: str
-    cfg: typing.Any
-    key: str = "arch"  # the YAML key that selects the entry
-
-    def __getattr__(self, item):  # cfg fields read through: spec.z_dim
-        if item in ("name", "cfg", "key") or item.startswith("__"):
-            raise AttributeError(item)
-        return getattr(self.cfg, item)
-
-
-def spec_field(registry: str, key: str, default: dict):
-    """A dataclass field holding a Spec; `registry` names an attribute of hifigan.registry."""
-    return field(default_factory=lambda: dict(default), metadata={"registry": registry, "key": key})
+from hifigan.schema import ConfigError, Spec, from_mapping, spec_field, to_dict  # noqa: F401  (re-exported)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -141,9 +112,9 @@ class ProgressiveConfig:
 class Config:
     run_dir: typing.Optional[str] = None  # output folder; None = runs/<config file stem>
     seed: int = 0                         # global seed; ranks derive their own streams from it
-    G: Spec = spec_field("GENERATORS", "arch", {"arch": "dcgan"})          # generator: arch + its Config
-    D: Spec = spec_field("DISCRIMINATORS", "arch", {"arch": "dcgan"})      # discriminator: arch + its Config
-    objective: Spec = spec_field("OBJECTIVES", "name", {"name": "gan"})    # losses and default phases
+    G: Spec = spec_field(registry.GENERATORS, "arch", {"arch": "dcgan"})          # generator: arch + its Config
+    D: Spec = spec_field(registry.DISCRIMINATORS, "arch", {"arch": "dcgan"})      # discriminator: arch + its Config
+    objective: Spec = spec_field(registry.OBJECTIVES, "name", {"name": "gan"})    # losses and default phases
     phases: typing.Optional[list[PhaseConfig]] = None  # training schedule; None = the objective's default
     optim: dict[str, OptimConfig] = field(default_factory=lambda: {"G": OptimConfig(), "D": OptimConfig()})
     train: TrainConfig = field(default_factory=TrainConfig)
@@ -152,139 +123,6 @@ class Config:
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     progressive: typing.Optional[ProgressiveConfig] = None  # progressive growing schedule; None = fixed resolution
     metrics: list[str] = field(default_factory=list)  # quality metrics on G_ema (METRICS names, e.g. [mnist_fd])
-
-
-# ----------------------------------------------------------------------------------------------
-# Validation
-
-def _type_name(tp) -> str:
-    names = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}
-    if tp in names:
-        return names[tp]
-    return getattr(tp, "__name__", str(tp))
-
-
-def _convert(tp, value, key: str):
-    """Check / coerce `value` to the annotated type `tp`; raise ConfigError naming `key`."""
-    origin, args = typing.get_origin(tp), typing.get_args(tp)
-    if origin in (typing.Union, types.UnionType):
-        if value is None and type(None) in args:
-            return None
-        inner = [a for a in args if a is not type(None)]
-        return _convert(inner[0], value, key)
-    if dataclasses.is_dataclass(tp):
-        if dataclasses.is_dataclass(value):
-            value = to_dict(value)
-        return from_mapping(tp, value, key)
-    if origin is list or origin is tuple:
-        if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple)):
-            raise ConfigError(key, f"expected a list, got {value!r}")
-        if origin is tuple and args and args[-1] is not Ellipsis:
-            if len(value) != len(args):
-                raise ConfigError(key, f"expected {len(args)} values, got {len(value)}")
-            return tuple(_convert(a, v, f"{key}.{i}") for i, (a, v) in enumerate(zip(args, value)))
-        item = args[0] if args else typing.Any
-        out = [_convert(item, v, f"{key}.{i}") for i, v in enumerate(value)]
-        return tuple(out) if origin is tuple else out
-    if origin is dict:
-        if not isinstance(value, dict):
-            raise ConfigError(key, f"expected a mapping, got {value!r}")
-        return {str(k): _convert(args[1], v, f"{key}.{k}") for k, v in value.items()}
-    if tp is typing.Any:
-        return value
-    if tp is bool:
-        if isinstance(value, bool):
-            return value
-    elif tp is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-    elif tp is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):  # PyYAML reads 2e-4 (no dot) as a string
-            try:
-                return float(value)
-            except ValueError:
-                pass
-    elif tp is str:
-        if isinstance(value, str):
-            return value
-    else:
-        return value
-    raise ConfigError(key, f"expected {_type_name(tp)}, got {value!r} ({type(value).__name__})")
-
-
-def _join(prefix: str, name: str) -> str:
-    return f"{prefix}.{name}" if prefix else name
-
-
-def _spec(f: dataclasses.Field, value, key: str) -> Spec:
-    from hifigan import registry
-    reg = getattr(registry, f.metadata["registry"])
-    sel = f.metadata["key"]
-    if isinstance(value, Spec):
-        value = to_dict(value)
-    if isinstance(value, str):
-        value = {sel: value}
-    if not isinstance(value, dict) or sel not in value:
-        raise ConfigError(key, f"expected a mapping with '{sel}:' (one of {', '.join(reg.names())})")
-    rest = {k: v for k, v in value.items() if k != sel}
-    name = value[sel]
-    if name not in reg.names():
-        close = difflib.get_close_matches(str(name), reg.names(), n=1)
-        hint = f"did you mean {close[0]!r}? " if close else ""
-        raise ConfigError(_join(key, sel), f"unknown {reg.kind} {name!r} ({hint}known: {', '.join(reg.names())})")
-    return Spec(name, from_mapping(reg.get(name).Config, rest, key), sel)
-
-
-def from_mapping(cls, mapping, prefix: str = ""):
-    """Build dataclass `cls` from a plain mapping, checking keys, types and choices."""
-    if mapping is None:
-        mapping = {}
-    if not isinstance(mapping, dict):
-        raise ConfigError(prefix, f"expected a mapping, got {mapping!r}")
-    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
-    for k in mapping:
-        if k not in fields:
-            close = difflib.get_close_matches(str(k), list(fields), n=1)
-            hint = f" (did you mean {_join(prefix, close[0])}?)" if close else f" (known: {', '.join(fields)})"
-            raise ConfigError(_join(prefix, str(k)), f"unknown key{hint}")
-    hints = typing.get_type_hints(cls)
-    kwargs = {}
-    for name, f in fields.items():
-        key = _join(prefix, name)
-        if name not in mapping:
-            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
-                raise ConfigError(key, "missing required key")
-            if "registry" in f.metadata:  # defaults of registry sections are validated too
-                kwargs[name] = _spec(f, f.default_factory(), key)
-            continue
-        value = mapping[name]
-        if "registry" in f.metadata:
-            kwargs[name] = _spec(f, value, key)
-            continue
-        value = _convert(hints[name], value, key)
-        choices = f.metadata.get("choices")
-        if choices and value not in choices:
-            raise ConfigError(key, f"{value!r} is not allowed (choose from {', '.join(map(str, choices))})")
-        kwargs[name] = value
-    try:
-        return cls(**kwargs)
-    except (ValueError, TypeError) as e:  # a Config's __post_init__ check
-        raise ConfigError(prefix, str(e)) from None
-
-
-def to_dict(obj):
-    """Plain (YAML-safe) form of a config: dataclasses -> dicts, Specs flattened, tuples -> lists."""
-    if isinstance(obj, Spec):
-        return {obj.key: obj.name, **to_dict(obj.cfg)}
-    if dataclasses.is_dataclass(obj):
-        return {f.name: to_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
-    if isinstance(obj, dict):
-        return {k: to_dict(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [to_dict(v) for v in obj]
-    return obj
 
 
 def dump(cfg) -> str:
@@ -417,7 +255,7 @@ def validate(cfg: Config):
 
 
 def _validate_metrics(cfg: Config):
-    from hifigan.registry import METRICS
+    METRICS = registry.METRICS
     for i, name in enumerate(cfg.metrics):
         if name not in METRICS.names():
             close = difflib.get_close_matches(str(name), METRICS.names(), n=1)

@@ -10,6 +10,7 @@ import dataclasses
 import difflib
 
 from hifigan.errors import UserError
+from hifigan.schema import from_mapping
 
 
 class Registry:
@@ -49,7 +50,6 @@ class Registry:
 
     def config(self, name: str, mapping: dict | None = None, where: str = ""):
         """Validate `mapping` against the class's Config and return the Config instance."""
-        from hifigan.config import from_mapping  # config imports nothing from here at module level
         return from_mapping(self.get(name, where).Config, mapping or {}, where)
 
     def build(self, name: str, mapping: dict | None = None, where: str = ""):
@@ -59,6 +59,20 @@ class Registry:
 
 GENERATORS = Registry("generator", "hifigan.models")
 DISCRIMINATORS = Registry("discriminator", "hifigan.models")
+CLASSIFIERS = Registry("classifier", "hifigan.models")    # C: image -> class logits (cGAN + classifier)
+Q_NETWORKS = Registry("q_network", "hifigan.models")      # Q: InfoGAN's code posterior, on D's features or an image
+ENCODERS = Registry("encoder", "hifigan.models")          # E: image -> latent (the VAE's q(z|x))
 OBJECTIVES = Registry("objective", "hifigan.objectives")
+BACKENDS = Registry("backend", "hifigan.train.backend")
 DATASETS = Registry("dataset", "hifigan.data")
 METRICS = Registry("metric", "hifigan.metrics")
+
+# The networks a recipe may name, by config section, and the registry each section selects from.
+# A network's kind (in checkpoints: "generator", "classifier", ...) is its registry's kind.
+NETWORKS: dict[str, Registry] = {"G": GENERATORS, "D": DISCRIMINATORS, "Q": Q_NETWORKS, "C": CLASSIFIERS,
+                                 "E": ENCODERS}
+
+
+def by_kind(kind: str) -> Registry | None:
+    """The network registry whose kind is `kind` (a checkpoint's metadata), or None."""
+    return next((r for r in NETWORKS.values() if r.kind == kind), None)
