@@ -113,8 +113,12 @@ class Config:
     run_dir: typing.Optional[str] = None  # output folder; None = runs/<config file stem>
     seed: int = 0                         # global seed; ranks derive their own streams from it
     G: Spec = spec_field(registry.GENERATORS, "arch", {"arch": "dcgan"})          # generator: arch + its Config
-    D: Spec = spec_field(registry.DISCRIMINATORS, "arch", {"arch": "dcgan"})      # discriminator: arch + its Config
+    D: typing.Optional[Spec] = spec_field(registry.DISCRIMINATORS, "arch", None)  # discriminator: arch + its Config
+    Q: typing.Optional[Spec] = spec_field(registry.Q_NETWORKS, "arch", None)      # InfoGAN's Q (code posterior)
+    C: typing.Optional[Spec] = spec_field(registry.CLASSIFIERS, "arch", None)     # a classifier (cGAN + classifier)
+    E: typing.Optional[Spec] = spec_field(registry.ENCODERS, "arch", None)        # an encoder (the VAE's q(z|x))
     objective: Spec = spec_field(registry.OBJECTIVES, "name", {"name": "gan"})    # losses and default phases
+    backend: Spec = spec_field(registry.BACKENDS, "name", {"name": "accelerate"})  # how the run is distributed
     phases: typing.Optional[list[PhaseConfig]] = None  # training schedule; None = the objective's default
     optim: dict[str, OptimConfig] = field(default_factory=lambda: {"G": OptimConfig(), "D": OptimConfig()})
     train: TrainConfig = field(default_factory=TrainConfig)

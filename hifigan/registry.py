@@ -20,6 +20,7 @@ class Registry:
         self.kind = kind
         self.package = package  # importing it registers every entry (looked up lazily: no import cycles)
         self._classes: dict[str, type] = {}
+        self.moved_names: dict[str, str] = {}  # names that left this registry -> what to write instead
 
     def _load(self) -> None:
         import importlib
@@ -36,6 +37,10 @@ class Registry:
             return cls
         return deco
 
+    def moved(self, name: str, hint: str) -> None:
+        """Record that `name` is no longer an entry of this registry; configs naming it get `hint`."""
+        self.moved_names[name] = hint
+
     def names(self) -> list[str]:
         self._load()
         return sorted(self._classes)
@@ -43,6 +48,8 @@ class Registry:
     def get(self, name: str, where: str = "") -> type:
         self._load()
         if name not in self._classes:
+            if name in self.moved_names:
+                raise UserError(f"{where}{self.kind} {name!r}: {self.moved_names[name]}")
             close = difflib.get_close_matches(str(name), self.names(), n=1)
             hint = f"did you mean {close[0]!r}? " if close else ""
             raise UserError(f"{where}unknown {self.kind} {name!r} ({hint}known: {', '.join(self.names())})")

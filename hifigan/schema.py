@@ -123,6 +123,8 @@ def _spec(f: dataclasses.Field, value, key: str) -> Spec:
         raise ConfigError(key, f"expected a mapping with '{sel}:' (one of {', '.join(reg.names())})")
     rest = {k: v for k, v in value.items() if k != sel}
     name = value[sel]
+    if name in getattr(reg, "moved_names", {}):
+        raise ConfigError(_join(key, sel), f"{reg.kind} {name!r}: {reg.moved_names[name]}")
     if name not in reg.names():
         close = difflib.get_close_matches(str(name), reg.names(), n=1)
         hint = f"did you mean {close[0]!r}? " if close else ""
@@ -137,7 +139,10 @@ def from_mapping(cls, mapping, prefix: str = ""):
     if not isinstance(mapping, dict):
         raise ConfigError(prefix, f"expected a mapping, got {mapping!r}")
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    moved = getattr(cls, "MOVED", {})  # keys that left this section: say where they went
     for k in mapping:
+        if k not in fields and k in moved:
+            raise ConfigError(_join(prefix, str(k)), moved[k])
         if k not in fields:
             close = difflib.get_close_matches(str(k), list(fields), n=1)
             hint = f" (did you mean {_join(prefix, close[0])}?)" if close else f" (known: {', '.join(fields)})"

@@ -5,6 +5,8 @@
     accelerate launch launch/train.py configs/stylegan2_ffhq.yaml      # several processes / nodes
 
 Rerunning the same command continues the run in its run_dir from the latest checkpoint.
+--dry-run (anywhere on the line) builds and checks everything, prints the config and one
+parameter count per network, and writes nothing; data missing on disk is only a warning then.
 """
 import argparse
 import sys
@@ -18,7 +20,7 @@ def main(argv=None) -> int:
     p.add_argument("config", help="YAML recipe, e.g. configs/mnist_dcgan.yaml")
     p.add_argument("overrides", nargs="*", help="key.sub=value overrides, e.g. train.batch_size=128 run_dir=runs/x")
     p.add_argument("--dry-run", action="store_true", help="build everything, print the config and parameter counts, exit")
-    args = p.parse_args(argv)
+    args = p.parse_intermixed_args(argv)
     return run_main(train, args.config, args.overrides, dry_run=args.dry_run)
 
 

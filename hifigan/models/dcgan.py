@@ -12,8 +12,9 @@ D options beyond the paper: norm "none" or "layer" (GroupNorm(1, C): per-sample 
 C, H, W) instead of batch norm, since a WGAN-GP critic's gradient penalty is per sample (Gulrajani
 et al. 2017, "Improved Training of Wasserstein GANs", arXiv:1704.00028, Sec. 4); spectral_norm
 (Miyato et al. 2018, arXiv:1802.05957; hifigan/nn/spectral.py); and the heads of
-hifigan.models.classic.HeadedDiscriminator (AC-GAN / SGAN classifier, InfoGAN Q, a separate
-classifier) on the flattened final 4x4 feature map.
+hifigan.models.classic.HeadedDiscriminator (AC-GAN / SGAN classifier, the features InfoGAN's Q reads)
+on the flattened final 4x4 feature map. InfoGAN's Q and cGAN + classifier's C are networks of their own
+here (DCGANCodePosterior, DCGANClassifier).
 """
 from __future__ import annotations
 
@@ -25,10 +26,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from hifigan.models.classic import HeadedDiscriminator, check_heads_config
+from hifigan.models.classic import MOVED, CodePosterior, HeadedDiscriminator, check_heads_config, check_q_config
 from hifigan.nn.codes import apply_codes, check_codes
 from hifigan.nn.init import dcgan_init
-from hifigan.registry import DISCRIMINATORS, GENERATORS
+from hifigan.registry import CLASSIFIERS, DISCRIMINATORS, GENERATORS, Q_NETWORKS
 
 NORMS = ("batch", "none", "layer")  # D normalization choices
 
@@ -112,11 +113,8 @@ class DCGANDiscriminator(HeadedDiscriminator):
         num_classes: int = 0    # > 0: conditional (one-hot label maps concatenated to the image)
         init_std: float = 0.02  # N(0, std) weight init
         aux_classes: int = 0          # > 0: auxiliary classifier on the flattened 4x4 map (AC-GAN; SGAN: K + 1)
-        q_cat: int = 0                # > 0: InfoGAN categorical code logits head
-        q_cont: int = 0               # > 0: InfoGAN continuous code means head
-        q_separate: bool = False      # Q heads on a trunk of their own instead of D's
-        classifier_classes: int = 0   # > 0: a separate DCGAN classifier (no parameter shared with D)
-        spectral_norm: bool = False   # spectral normalization of every D / Q weight (SN-GAN; usually norm none)
+        spectral_norm: bool = False   # spectral normalization of every D weight (SN-GAN; usually norm none)
+        MOVED = MOVED
 
         def __post_init__(self):
             _levels(self.resolution)
@@ -138,9 +136,7 @@ class DCGANDiscriminator(HeadedDiscriminator):
         width = min(cfg.width * 2 ** (_levels(cfg.resolution) - 1), cfg.max_width)  # channels of the 4x4 map
         self.net = nn.Sequential(*_d_trunk(cfg, cfg.channels + cfg.num_classes),
                                  nn.Conv2d(width, 1, 4, 1, 0, bias=False))  # one logit from the 4x4 map
-        self.init_heads(cfg, width * 16, lambda: nn.Sequential(*_d_trunk(cfg, cfg.channels + cfg.num_classes)),
-                        lambda: nn.Sequential(*_d_trunk(cfg, cfg.channels), nn.Flatten(),
-                                              nn.Linear(width * 16, cfg.classifier_classes)))
+        self.init_heads(cfg, width * 16)
         dcgan_init(self, cfg.init_std)
         if cfg.spectral_norm:
             self.spectral_norm_()
@@ -153,5 +149,76 @@ class DCGANDiscriminator(HeadedDiscriminator):
         maps = F.one_hot(c.long(), self.num_classes).to(img.dtype)[:, :, None, None]
         return torch.cat([img, maps.expand(-1, -1, *img.shape[2:])], dim=1)  # [N, C + num_classes, H, W]
 
-    def classifier_input(self, img):
-        return img  # the classifier predicts the class: it never sees it
+
+
+def _check_trunk(cfg) -> int:
+    """Channels of the trunk's final 4x4 map, after checking the trunk fields a D Config would check."""
+    n = _levels(cfg.resolution)
+    if cfg.norm not in NORMS:
+        raise ValueError(f"norm must be one of {', '.join(NORMS)}, got {cfg.norm!r}")
+    return min(cfg.width * 2 ** (n - 1), cfg.max_width)
+
+
+@CLASSIFIERS.register("dcgan")
+class DCGANClassifier(nn.Module):
+    """img [N, channels, res, res] -> class logits [N, classes]: DCGAN D's trunk without the class input (a
+    classifier predicts the class: it never sees it), then one linear layer. cGAN + classifier's C."""
+
+    @dataclass(kw_only=True)
+    class Config:
+        classes: int = 10       # number of classes (>= 2)
+        resolution: int = 32    # input H = W, a power of two >= 8
+        channels: int = 1       # input image channels
+        width: int = 64         # channels of the first layer; doubled per level towards 4x4
+        max_width: int = 1024   # cap on any layer's channels
+        norm: str = field(default="batch", metadata={"choices": NORMS})  # on all convs but the first
+        init_std: float = 0.02  # N(0, std) weight init
+
+        def __post_init__(self):
+            _check_trunk(self)
+            if self.classes < 2:
+                raise ValueError(f"classes must be >= 2, got {self.classes}")
+
+    def __init__(self, cfg: Config):
+        super().__init__()
+        self.cfg, self.classes = cfg, cfg.classes
+        width = _check_trunk(cfg)
+        self.net = nn.Sequential(*_d_trunk(cfg, cfg.channels), nn.Flatten(), nn.Linear(width * 16, cfg.classes))
+        dcgan_init(self, cfg.init_std)
+
+    def forward(self, img):
+        return self.net(img)  # [N, classes]
+
+
+@Q_NETWORKS.register("dcgan")
+class DCGANCodePosterior(CodePosterior):
+    """InfoGAN's Q for DCGAN D: linear heads on D's flattened 4x4 map (trunk: shared, the paper) or on a
+    DCGAN D trunk of its own (trunk: own). Trunk fields must match D's when shared (checked at build)."""
+
+    @dataclass(kw_only=True)
+    class Config:
+        q_cat: int = 10         # categorical code logits (0 = none)
+        q_cont: int = 2         # continuous code means (0 = none)
+        trunk: str = "shared"   # shared: heads on D's features (the paper); own: a DCGAN D trunk of its own
+        resolution: int = 32    # input H = W, a power of two >= 8
+        channels: int = 1       # input image channels
+        width: int = 64         # D's first-layer channels (sizes the features either way)
+        max_width: int = 1024   # cap on any layer's channels
+        norm: str = field(default="batch", metadata={"choices": NORMS})  # own trunk: on all convs but the first
+        num_classes: int = 0    # own trunk: conditional like D (one-hot label maps)
+        init_std: float = 0.02  # N(0, std) weight init
+        spectral_norm: bool = False  # spectral normalization of every Q weight
+
+        def __post_init__(self):
+            _check_trunk(self)
+            check_q_config(self)
+
+    def __init__(self, cfg: Config):
+        super().__init__()
+        self.cfg, self.num_classes = cfg, cfg.num_classes
+        width = _check_trunk(cfg)
+        own = nn.Sequential(*_d_trunk(cfg, cfg.channels + cfg.num_classes)) if cfg.trunk == "own" else None
+        self.init_q(cfg, own, width * 16)
+        self.finish(cfg)
+
+    d_input = DCGANDiscriminator.d_input

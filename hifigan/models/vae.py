@@ -4,8 +4,8 @@ Bayes", arXiv:1312.6114), for comparing a VAE with the GANs on the same decoder.
 q(z | x) = N(mu(x), diag(exp(logvar(x)))): DCGAN's D trunk (Radford et al. 2016, arXiv:1511.06434;
 stride-2 4x4 convolutions, LeakyReLU(0.2), batch norm but on the first layer) and two linear
 heads. The decoder p(x | z) is the generator G itself (DCGAN's G), so a trained VAE samples through
-the usual G(z ~ N(0, I)) path. It sits in the discriminator slot (nets["D"]) only because the
-trainer knows two networks; it is trained jointly with G in one phase (objectives/vae.py).
+the usual G(z ~ N(0, I)) path. It is network E (the ENCODERS registry), trained jointly with G in
+one phase (objectives/vae.py); a VAE recipe has no D.
 """
 from __future__ import annotations
 
@@ -15,10 +15,10 @@ from torch import nn
 
 from hifigan.models.energy import NORMS, base_size, conv_encoder
 from hifigan.nn.init import dcgan_init
-from hifigan.registry import DISCRIMINATORS
+from hifigan.registry import DISCRIMINATORS, ENCODERS
 
 
-@DISCRIMINATORS.register("vae_encoder")
+@ENCODERS.register("dcgan")
 class VAEEncoder(nn.Module):
     """img [N, channels, res, res] -> (mu [N, z_dim], logvar [N, z_dim])."""
 
@@ -51,3 +51,7 @@ class VAEEncoder(nn.Module):
     def forward(self, img, c=None):
         h = self.trunk(img)  # [N, flat]
         return self.mu(h), self.logvar(h)  # [N, z_dim] each
+
+
+DISCRIMINATORS.moved("vae_encoder", "the VAE encoder is network E now: replace the D section with "
+                     "E: {arch: dcgan, z_dim: ..., resolution: ...}, optim.D with optim.E, and VAEmain's nets with [G, E]")

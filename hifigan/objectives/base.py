@@ -1,17 +1,26 @@
-"""What an objective receives and returns.
+"""What an objective receives and returns, and how its phases are declared.
 
 An objective turns `(phase name, nets, batch)` into named losses (summed by the trainer, which
 owns backward, optimizer steps, requires_grad toggling and statistics) and named statistics.
-It never calls a collective and never steps an optimizer.
+It never steps an optimizer and calls no collective itself: the one cross-rank operation it may
+reach is `Batch.cross_rank_mean`, a hook the trainer fills from its backend (the path-length
+running mean and BEGAN's equilibrium term are means over the whole global batch).
+
+Phases are a table: each `PhaseSpec` names the method that computes it, the networks it must find,
+the networks it may train, and whether it draws real images. `check(nets, phases)` runs once when
+the trainer is built (so `--dry-run` rejects a schedule that cannot train), then `check_nets` lets
+a family verify its networks (heads, class counts, code sizes); `__call__` does no checking.
 """
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass
 from typing import Callable, Optional, Protocol
 
 import torch
 
 from hifigan.config import PhaseConfig
+from hifigan.errors import UserError
 
 
 class Randomness(Protocol):
@@ -22,28 +31,90 @@ class Randomness(Protocol):
     def rand(self, *dims: int) -> torch.Tensor: ...           # [n, *dims] uniform in [0, 1)
 
 
+def _local(x: torch.Tensor) -> torch.Tensor:
+    return x
+
+
 @dataclass
 class Batch:
     img: Optional[torch.Tensor]  # [n, C, H, W] real images in [-1, 1], None when the phase uses no reals
     c: Optional[torch.Tensor]    # [n] real class labels (int64), None for unlabeled data
     rand: Randomness             # latents and random labels, consistent with the global batch
-    mean: Callable = lambda x: x  # mean of a statistic over ranks (the trainer's hook; objectives call no collective)
+    # The mean of a detached statistic over all ranks (the backend's all_mean; identity on one process).
+    # The only collective an objective may reach; every rank must call it the same number of times.
+    cross_rank_mean: Callable[[torch.Tensor], torch.Tensor] = _local
+
+
+@dataclass(frozen=True)
+class PhaseSpec:
+    """One phase an objective can compute."""
+    method: str                 # the objective's method: method(nets, batch) -> (losses, stats)
+    requires: tuple = ()        # networks that must exist for this phase (besides those it trains)
+    trains: tuple = ()          # networks a schedule may list in this phase's `nets`
+    reals: str = ""             # "draw": takes the next real batch; "reuse": the last drawn one again; "": none
+
+
+def dmain(requires: tuple = ("G", "D")) -> PhaseSpec:
+    """The usual D phase: method d_main, trains D, draws reals."""
+    return PhaseSpec("d_main", requires=requires, trains=("D",), reals="draw")
+
+
+def gmain(requires: tuple = ("G", "D")) -> PhaseSpec:
+    """The usual G phase: method g_main, trains G."""
+    return PhaseSpec("g_main", requires=requires, trains=("G",))
 
 
 class Objective:
-    """Base: subclasses set `default_phases` and implement `__call__`."""
+    """Base: subclasses fill `phases` (name -> PhaseSpec), `default_phases`, and the phase methods."""
+    phases: dict[str, PhaseSpec] = {}
     default_phases: list[PhaseConfig] = []
-    real_phases: tuple[str, ...] = ("Dmain",)  # phases that draw a batch of real images
-    reuse_real_phases: tuple[str, ...] = ()    # phases that see the reals of the last real phase again (lazy R1)
 
     def __init__(self, cfg):
         self.cfg = cfg
 
-    def needs_real(self, phase: str) -> bool:
-        return phase in self.real_phases
+    @property
+    def name(self) -> str:
+        return getattr(self, "registry_name", type(self).__name__)
+
+    # -- the checks, once at build time --------------------------------------------------------
+    def check(self, nets: dict, phases) -> None:
+        """Reject a schedule or a set of networks this objective cannot train (one-line UserError).
+        `phases`: objects with name, nets (train/phases.Phase)."""
+        for i, ph in enumerate(phases):
+            spec = self.phases.get(ph.name)
+            if spec is None:
+                close = difflib.get_close_matches(ph.name, list(self.phases), n=1)
+                hint = f"did you mean {close[0]!r}? " if close else ""
+                raise UserError(f"phases.{i}.name: objective {self.name!r} has no phase {ph.name!r} "
+                                f"({hint}its phases: {', '.join(self.phases)})")
+            wrong = [n for n in ph.nets if n not in spec.trains]
+            if wrong:
+                raise UserError(f"phases.{i}.nets: phase {ph.name} of objective {self.name!r} cannot train "
+                                f"{', '.join(wrong)} (it trains {', '.join(spec.trains)})")
+            missing = [n for n in dict.fromkeys(spec.requires + tuple(ph.nets)) if n not in nets]
+            if missing:
+                raise UserError(f"phases.{i}: phase {ph.name} of objective {self.name!r} needs network "
+                                f"{missing[0]}; add a {missing[0]} section to the recipe")
+        if not any(self.phases[p.name].reals == "draw" for p in phases):
+            draws = [n for n, s in self.phases.items() if s.reals == "draw"]
+            raise UserError("phases: no phase shows real images to D, so training would never advance; "
+                            f"include one of {', '.join(draws)}")
+        first = next(p.name for p in phases if self.phases[p.name].reals)
+        if self.phases[first].reals == "reuse":
+            raise UserError(f"phases: {first} reuses the real images of an earlier phase; put a phase that "
+                            f"draws them ({', '.join(n for n, s in self.phases.items() if s.reals == 'draw')}) first")
+        self.check_nets(nets)
+
+    def check_nets(self, nets: dict) -> None:
+        """A family's own checks of its networks (heads, class counts, code sizes)."""
+
+    # -- what the trainer asks -----------------------------------------------------------------
+    def reals(self, phase: str) -> str:
+        """"draw", "reuse" or "" for `phase` (see PhaseSpec)."""
+        return self.phases[phase].reals
 
     def __call__(self, phase: str, nets: dict, batch: Batch) -> tuple[dict, dict]:
-        raise NotImplementedError
+        return getattr(self, self.phases[phase].method)(nets, batch)
 
     def state_dict(self) -> dict:
         """Running statistics an objective keeps between steps (checkpointed for exact resume)."""
@@ -51,3 +122,28 @@ class Objective:
 
     def load_state_dict(self, state: dict, device) -> None:
         pass
+
+
+# -- the prologue most phases share ----------------------------------------------------------------
+
+def fake_inputs(G, batch: Batch):
+    """z [n, z_dim] and, for conditional generators, uniformly drawn class labels [n]."""
+    z = batch.rand.randn(G.z_dim)
+    c = batch.rand.randint(G.num_classes) if G.num_classes else None
+    return z, c
+
+
+def d_labels(D, c):
+    """The labels a (possibly unconditional) D takes: c when D is conditional, else None."""
+    return c if getattr(D, "num_classes", 0) else None
+
+
+def fakes(G, batch: Batch, **kw):
+    """Draw z (and c) and run G: (fake [n, C, H, W], c or None)."""
+    z, c = fake_inputs(G, batch)
+    return G(z, c, **kw), c
+
+
+def real_fake_logits(D, batch: Batch, fake: torch.Tensor, c, **kw):
+    """D on the batch's reals and on the (detached) fakes: (logits_real, logits_fake); kw go to D (heads)."""
+    return D(batch.img, d_labels(D, batch.c), **kw), D(fake.detach(), d_labels(D, c), **kw)

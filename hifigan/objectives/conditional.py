@@ -1,8 +1,8 @@
 """Class-conditional objectives with a classifier in the loop.
 
 - "cgan_classifier": a conditional G, an ordinary (unconditional or conditional) D and a classifier
-  C that shares no parameters with D (D's "classifier_logits" head, `D.classifier_classes`). C learns
-  on real images and their labels (phase Cmain); G is pushed to make images that C assigns to the
+  network C (its own section and optimizer, sharing nothing with D). C learns on real images and
+  their labels (phase Cmain, nets [C]); G is pushed to make images that C assigns to the
   requested class: G's loss = adversarial + class_weight * CE(C(G(z, c)), c). With
   `adversarial: wgan` and a Dmain:Gmain:Cmain = 5:1:1 schedule plus `optim.D.weight_clip` this is
   "WGAN + classifier" (Arjovsky et al. 2017, "Wasserstein GAN", arXiv:1701.07875, for the critic).
@@ -23,8 +23,8 @@ import torch.nn.functional as F
 
 from hifigan.config import PhaseConfig
 from hifigan.errors import UserError
-from hifigan.objectives.base import Batch, Objective
-from hifigan.objectives.gan import d_logistic, fake_inputs, g_nonsaturating
+from hifigan.objectives.base import Batch, Objective, PhaseSpec, d_labels, dmain, fakes, gmain, real_fake_logits
+from hifigan.objectives.gan import d_logistic, g_nonsaturating
 from hifigan.objectives.wgan import critic_loss, g_wasserstein
 from hifigan.registry import OBJECTIVES
 
@@ -88,41 +88,38 @@ class CGANClassifierObjective(Objective):
         def __post_init__(self):
             _check_adversarial(self.adversarial)
 
-    default_phases = [PhaseConfig(name="Dmain", nets=["D"]), PhaseConfig(name="Cmain", nets=["D"]),
+    phases = {"Dmain": dmain(), "Cmain": PhaseSpec("c_main", ("C",), ("C",), reals="draw"),
+              "Gmain": gmain(requires=("G", "D", "C"))}
+    default_phases = [PhaseConfig(name="Dmain", nets=["D"]), PhaseConfig(name="Cmain", nets=["C"]),
                       PhaseConfig(name="Gmain", nets=["G"])]
-    real_phases = ("Dmain", "Cmain")  # C draws its own batch of labelled reals
 
-    @staticmethod
-    def check(G, D) -> None:
+    def check_nets(self, nets: dict) -> None:
+        G, C = nets["G"], nets["C"]
         if not G.num_classes:
             raise UserError("objective 'cgan_classifier' needs a conditional G; set G.num_classes (10 for MNIST)")
-        if getattr(D, "classifier_classes", 0) != G.num_classes:
-            raise UserError(f"objective 'cgan_classifier' needs D.classifier_classes = G.num_classes "
-                            f"({G.num_classes}), got {getattr(D, 'classifier_classes', 0)}; set D.classifier_classes")
+        if C.classes != G.num_classes:
+            raise UserError(f"objective 'cgan_classifier' needs C.classes = G.num_classes ({G.num_classes}), "
+                            f"got {C.classes}; set C.classes")
 
-    def __call__(self, phase: str, nets: dict, batch: Batch):
-        G, D, kind = nets["G"], nets["D"], self.cfg.adversarial
-        self.check(G, D)
-        if phase == "Cmain":  # only C: the real images and their labels, no G, no D trunk
-            c_real = _real_labels(batch, "cgan_classifier")
-            out = D(batch.img, c_real if D.num_classes else None, heads=("classifier_logits",))
-            logits = out["classifier_logits"]  # [n, K]
-            return {"cls_real": labeled_cross_entropy(logits, c_real)}, {"C_acc_real": labeled_accuracy(logits, c_real)}
-        z, c = fake_inputs(G, batch)
-        fake = G(z, c)  # [n, C, H, W]
-        dc = c if D.num_classes else None
-        if phase == "Dmain":
-            logits_real = D(batch.img, batch.c if D.num_classes else None)
-            logits_fake = D(fake.detach(), dc)
-            return d_adversarial(kind, logits_real, logits_fake), \
-                {"D_real": score(kind, logits_real), "D_fake": score(kind, logits_fake)}
-        if phase == "Gmain":
-            out = D(fake, dc, heads=("logits", "classifier_logits"))
-            cls = F.cross_entropy(out["classifier_logits"], c)
-            losses = {"adv": g_adversarial(kind, out["logits"]), "cls": cls * self.cfg.class_weight}
-            return losses, {"D_fake_for_G": score(kind, out["logits"]),
-                            "C_acc_fake": labeled_accuracy(out["classifier_logits"], c)}
-        raise ValueError(f"objective 'cgan_classifier' has no phase {phase!r} (it knows Dmain, Cmain, Gmain)")
+    def c_main(self, nets: dict, batch: Batch):
+        """Only C: the real images and their labels, no G, no D."""
+        c_real = _real_labels(batch, "cgan_classifier")
+        logits = nets["C"](batch.img)  # [n, K]
+        return {"cls_real": labeled_cross_entropy(logits, c_real)}, {"C_acc_real": labeled_accuracy(logits, c_real)}
+
+    def d_main(self, nets: dict, batch: Batch):
+        kind = self.cfg.adversarial
+        fake, c = fakes(nets["G"], batch)  # [n, C, H, W]
+        logits_real, logits_fake = real_fake_logits(nets["D"], batch, fake, c)
+        return d_adversarial(kind, logits_real, logits_fake), \
+            {"D_real": score(kind, logits_real), "D_fake": score(kind, logits_fake)}
+
+    def g_main(self, nets: dict, batch: Batch):
+        kind, D = self.cfg.adversarial, nets["D"]
+        fake, c = fakes(nets["G"], batch)
+        logits, cls_logits = D(fake, d_labels(D, c)), nets["C"](fake)
+        losses = {"adv": g_adversarial(kind, logits), "cls": F.cross_entropy(cls_logits, c) * self.cfg.class_weight}
+        return losses, {"D_fake_for_G": score(kind, logits), "C_acc_fake": labeled_accuracy(cls_logits, c)}
 
 
 @OBJECTIVES.register("acgan")
@@ -137,36 +134,34 @@ class ACGANObjective(Objective):
         def __post_init__(self):
             _check_adversarial(self.adversarial)
 
+    phases = {"Dmain": dmain(), "Gmain": gmain()}
     default_phases = [PhaseConfig(name="Dmain", nets=["D"]), PhaseConfig(name="Gmain", nets=["G"])]
+    heads = ("logits", "class_logits")
 
-    @staticmethod
-    def check(G, D) -> None:
+    def check_nets(self, nets: dict) -> None:
+        G, D = nets["G"], nets["D"]
         if not G.num_classes:
             raise UserError("objective 'acgan' needs a conditional G; set G.num_classes (10 for MNIST)")
         if getattr(D, "aux_classes", 0) != G.num_classes:
             raise UserError(f"objective 'acgan' needs D.aux_classes = G.num_classes ({G.num_classes}), "
                             f"got {getattr(D, 'aux_classes', 0)}; set D.aux_classes")
 
-    def __call__(self, phase: str, nets: dict, batch: Batch):
-        G, D, kind, w = nets["G"], nets["D"], self.cfg.adversarial, self.cfg.class_weight
-        self.check(G, D)
-        heads = ("logits", "class_logits")
-        z, c = fake_inputs(G, batch)
-        fake = G(z, c)  # [n, C, H, W]
-        dc = c if D.num_classes else None
-        if phase == "Dmain":
-            c_real = _real_labels(batch, "acgan")
-            real = D(batch.img, c_real if D.num_classes else None, heads=heads)
-            out = D(fake.detach(), dc, heads=heads)
-            losses = d_adversarial(kind, real["logits"], out["logits"])
-            losses["cls_real"] = labeled_cross_entropy(real["class_logits"], c_real) * w
-            losses["cls_fake"] = F.cross_entropy(out["class_logits"], c) * w
-            return losses, {"D_real": score(kind, real["logits"]), "D_fake": score(kind, out["logits"]),
-                            "acc_real": labeled_accuracy(real["class_logits"], c_real),
-                            "acc_fake": labeled_accuracy(out["class_logits"], c)}
-        if phase == "Gmain":
-            out = D(fake, dc, heads=heads)
-            losses = {"adv": g_adversarial(kind, out["logits"]), "cls": F.cross_entropy(out["class_logits"], c) * w}
-            return losses, {"D_fake_for_G": score(kind, out["logits"]),
-                            "acc_fake_for_G": labeled_accuracy(out["class_logits"], c)}
-        raise ValueError(f"objective 'acgan' has no phase {phase!r} (it knows Dmain, Gmain)")
+    def d_main(self, nets: dict, batch: Batch):
+        kind, w = self.cfg.adversarial, self.cfg.class_weight
+        fake, c = fakes(nets["G"], batch)  # [n, C, H, W]
+        c_real = _real_labels(batch, "acgan")
+        real, out = real_fake_logits(nets["D"], batch, fake, c, heads=self.heads)
+        losses = d_adversarial(kind, real["logits"], out["logits"])
+        losses["cls_real"] = labeled_cross_entropy(real["class_logits"], c_real) * w
+        losses["cls_fake"] = F.cross_entropy(out["class_logits"], c) * w
+        return losses, {"D_real": score(kind, real["logits"]), "D_fake": score(kind, out["logits"]),
+                        "acc_real": labeled_accuracy(real["class_logits"], c_real),
+                        "acc_fake": labeled_accuracy(out["class_logits"], c)}
+
+    def g_main(self, nets: dict, batch: Batch):
+        kind, w, D = self.cfg.adversarial, self.cfg.class_weight, nets["D"]
+        fake, c = fakes(nets["G"], batch)
+        out = D(fake, d_labels(D, c), heads=self.heads)
+        losses = {"adv": g_adversarial(kind, out["logits"]), "cls": F.cross_entropy(out["class_logits"], c) * w}
+        return losses, {"D_fake_for_G": score(kind, out["logits"]),
+                        "acc_fake_for_G": labeled_accuracy(out["class_logits"], c)}

@@ -33,8 +33,7 @@ import torch
 
 from hifigan.config import PhaseConfig
 from hifigan.errors import UserError
-from hifigan.objectives.base import Batch, Objective
-from hifigan.objectives.gan import fake_inputs
+from hifigan.objectives.base import Batch, Objective, dmain, fakes, gmain
 from hifigan.registry import OBJECTIVES
 
 
@@ -59,9 +58,12 @@ def pull_away(codes: torch.Tensor) -> torch.Tensor:
     return (cos2.sum() - cos2.diagonal().sum()) / (n * (n - 1))
 
 
-def _unconditional(G, D, name: str) -> None:
+def _check_autoencoder(nets: dict, name: str) -> None:
+    G, D = nets["G"], nets["D"]
     if G.num_classes or D.num_classes:
         raise UserError(f"objective {name!r} is unconditional: set G.num_classes=0 (and D.num_classes=0)")
+    if not hasattr(D, "code_dim"):
+        raise UserError(f"objective {name!r} scores D's reconstruction of its input: set D.arch=autoencoder")
 
 
 def _recon(D, img: torch.Tensor, name: str):
@@ -88,31 +90,31 @@ class EBGANObjective(Objective):
             if self.pt_weight < 0:
                 raise ValueError(f"pt_weight must be >= 0, got {self.pt_weight}")
 
+    phases = {"Dmain": dmain(), "Gmain": gmain()}
     default_phases = [PhaseConfig(name="Dmain", nets=["D"]), PhaseConfig(name="Gmain", nets=["G"])]
 
-    def __call__(self, phase: str, nets: dict, batch: Batch):
-        G, D = nets["G"], nets["D"]
-        _unconditional(G, D, "ebgan")
-        z, _ = fake_inputs(G, batch)
-        fake = G(z)  # [n, C, H, W]
-        if phase == "Dmain":
-            e_real = mse_energy(batch.img, _recon(D, batch.img, "ebgan")["recon"])
-            e_fake = mse_energy(fake.detach(), _recon(D, fake.detach(), "ebgan")["recon"])
-            hinge = (self.cfg.margin - e_fake).clamp_min(0)
-            stats = {"E_real": e_real.mean(), "E_fake": e_fake.mean(),
-                     "fake_below_margin": (e_fake < self.cfg.margin).float().mean()}
-            return {"real": e_real.mean(), "fake": hinge.mean()}, stats
-        if phase == "Gmain":
-            out = _recon(D, fake, "ebgan")
-            if "code" not in out:
-                raise UserError("objective 'ebgan' needs D's code for the pull-away term: set D.arch=autoencoder")
-            e_fake = mse_energy(fake, out["recon"])
-            losses = {"adv": e_fake.mean()}
-            pt = pull_away(out["code"])
-            if self.cfg.pt_weight:
-                losses["pt"] = pt * self.cfg.pt_weight
-            return losses, {"E_fake_for_G": e_fake.mean(), "pull_away": pt.detach()}
-        raise ValueError(f"objective 'ebgan' has no phase {phase!r} (it knows Dmain, Gmain)")
+    def check_nets(self, nets: dict) -> None:
+        _check_autoencoder(nets, "ebgan")
+
+    def d_main(self, nets: dict, batch: Batch):
+        D = nets["D"]
+        fake, _ = fakes(nets["G"], batch)  # [n, C, H, W]
+        e_real = mse_energy(batch.img, _recon(D, batch.img, "ebgan")["recon"])
+        e_fake = mse_energy(fake.detach(), _recon(D, fake.detach(), "ebgan")["recon"])
+        hinge = (self.cfg.margin - e_fake).clamp_min(0)
+        stats = {"E_real": e_real.mean(), "E_fake": e_fake.mean(),
+                 "fake_below_margin": (e_fake < self.cfg.margin).float().mean()}
+        return {"real": e_real.mean(), "fake": hinge.mean()}, stats
+
+    def g_main(self, nets: dict, batch: Batch):
+        fake, _ = fakes(nets["G"], batch)
+        out = _recon(nets["D"], fake, "ebgan")
+        e_fake = mse_energy(fake, out["recon"])
+        losses = {"adv": e_fake.mean()}
+        pt = pull_away(out["code"])
+        if self.cfg.pt_weight:
+            losses["pt"] = pt * self.cfg.pt_weight
+        return losses, {"E_fake_for_G": e_fake.mean(), "pull_away": pt.detach()}
 
 
 @OBJECTIVES.register("began")
@@ -131,6 +133,7 @@ class BEGANObjective(Objective):
             if self.lambda_k < 0 or not 0 <= self.k_init <= 1:
                 raise ValueError(f"lambda_k must be >= 0 and k_init in [0, 1], got {self.lambda_k}, {self.k_init}")
 
+    phases = {"Dmain": dmain(), "Gmain": gmain()}
     default_phases = [PhaseConfig(name="Dmain", nets=["D"]), PhaseConfig(name="Gmain", nets=["G"])]
 
     def __init__(self, cfg):
@@ -150,27 +153,29 @@ class BEGANObjective(Objective):
             self.pending = torch.zeros_like(self.pending)
             self.pending_n = 0
 
-    def __call__(self, phase: str, nets: dict, batch: Batch):
-        G, D = nets["G"], nets["D"]
-        _unconditional(G, D, "began")
-        z, _ = fake_inputs(G, batch)
-        fake = G(z)  # [n, C, H, W]
+    def check_nets(self, nets: dict) -> None:
+        _check_autoencoder(nets, "began")
+
+    def d_main(self, nets: dict, batch: Batch):
+        D = nets["D"]
+        fake, _ = fakes(nets["G"], batch)  # [n, C, H, W]
         self._to(fake.device)
-        if phase == "Dmain":
-            l_real = l1_energy(batch.img, _recon(D, batch.img, "began")["recon"]).mean()
-            l_fake = l1_energy(fake.detach(), _recon(D, fake.detach(), "began")["recon"]).mean()
-            k = self.k
-            balance = batch.mean(self.cfg.gamma * l_real.detach().double() - l_fake.detach().double())
-            self.pending = self.pending + balance
-            self.pending_n += 1
-            m_global = batch.mean(l_real.detach().double()) + balance.abs()
-            stats = {"L_real": l_real, "L_fake": l_fake, "k_t": k, "M": m_global}
-            return {"real": l_real, "fake": -k.to(l_fake.dtype) * l_fake}, stats
+        l_real = l1_energy(batch.img, _recon(D, batch.img, "began")["recon"]).mean()
+        l_fake = l1_energy(fake.detach(), _recon(D, fake.detach(), "began")["recon"]).mean()
+        k = self.k
+        balance = batch.cross_rank_mean(self.cfg.gamma * l_real.detach().double() - l_fake.detach().double())
+        self.pending = self.pending + balance
+        self.pending_n += 1
+        m_global = batch.cross_rank_mean(l_real.detach().double()) + balance.abs()
+        stats = {"L_real": l_real, "L_fake": l_fake, "k_t": k, "M": m_global}
+        return {"real": l_real, "fake": -k.to(l_fake.dtype) * l_fake}, stats
+
+    def g_main(self, nets: dict, batch: Batch):
+        fake, _ = fakes(nets["G"], batch)
+        self._to(fake.device)
         self.update_k()
-        if phase == "Gmain":
-            l_fake = l1_energy(fake, _recon(D, fake, "began")["recon"]).mean()
-            return {"adv": l_fake}, {"L_fake_for_G": l_fake}
-        raise ValueError(f"objective 'began' has no phase {phase!r} (it knows Dmain, Gmain)")
+        l_fake = l1_energy(fake, _recon(nets["D"], fake, "began")["recon"]).mean()
+        return {"adv": l_fake}, {"L_fake_for_G": l_fake}
 
     def state_dict(self) -> dict:
         return {"k": self.k.detach().cpu(), "pending": self.pending.detach().cpu(), "pending_n": self.pending_n}

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from hifigan.config import PhaseConfig
-from hifigan.objectives.base import Batch, Objective
+from hifigan.objectives.base import Batch, Objective, d_labels, dmain, fake_inputs, fakes, gmain, real_fake_logits  # noqa: F401
 from hifigan.registry import OBJECTIVES
 
 
@@ -44,13 +44,6 @@ def g_least_squares(logits_fake: torch.Tensor, c: float = 1.0) -> torch.Tensor:
     return 0.5 * (logits_fake - c).square().mean()
 
 
-def fake_inputs(G, batch: Batch):
-    """z and, for conditional generators, uniformly drawn class labels."""
-    z = batch.rand.randn(G.z_dim)
-    c = batch.rand.randint(G.num_classes) if G.num_classes else None
-    return z, c
-
-
 @OBJECTIVES.register("gan")
 class GANObjective(Objective):
     """Dmain: BCE on D(real) and D(G(z)); Gmain: G's loss on D(G(z))."""
@@ -64,6 +57,7 @@ class GANObjective(Objective):
             if self.g_loss not in ("nonsaturating", "minimax"):
                 raise ValueError(f"g_loss: {self.g_loss!r} is not allowed (choose from nonsaturating, minimax)")
 
+    phases = {"Dmain": dmain(), "Gmain": gmain()}
     default_phases = [PhaseConfig(name="Dmain", nets=["D"]), PhaseConfig(name="Gmain", nets=["G"])]
 
     def d_terms(self, logits_real: torch.Tensor, logits_fake: torch.Tensor):
@@ -77,20 +71,16 @@ class GANObjective(Objective):
         """The statistic logged for D's outputs: mean D(x) as a probability."""
         return torch.sigmoid(logits).mean()
 
-    def __call__(self, phase: str, nets: dict, batch: Batch):
-        G, D = nets["G"], nets["D"]
-        z, c = fake_inputs(G, batch)
-        fake = G(z, c)  # [n, C, H, W]
-        if phase == "Dmain":
-            logits_real = D(batch.img, batch.c if D.num_classes else None)
-            logits_fake = D(fake.detach(), c)
-            real, fake_term = self.d_terms(logits_real, logits_fake)
-            stats = {"D_real": self.score(logits_real), "D_fake": self.score(logits_fake)}
-            return {"real": real, "fake": fake_term}, stats
-        if phase == "Gmain":
-            logits = D(fake, c)
-            return {"adv": self.g_term(logits)}, {"D_fake_for_G": self.score(logits)}
-        raise ValueError(f"objective {self.registry_name!r} has no phase {phase!r} (it knows Dmain, Gmain)")
+    def d_main(self, nets: dict, batch: Batch):
+        fake, c = fakes(nets["G"], batch)  # [n, C, H, W]
+        logits_real, logits_fake = real_fake_logits(nets["D"], batch, fake, c)
+        real, fake_term = self.d_terms(logits_real, logits_fake)
+        return {"real": real, "fake": fake_term}, {"D_real": self.score(logits_real), "D_fake": self.score(logits_fake)}
+
+    def g_main(self, nets: dict, batch: Batch):
+        fake, c = fakes(nets["G"], batch)
+        logits = nets["D"](fake, d_labels(nets["D"], c))
+        return {"adv": self.g_term(logits)}, {"D_fake_for_G": self.score(logits)}
 
 
 @OBJECTIVES.register("lsgan")

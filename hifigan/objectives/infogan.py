@@ -4,11 +4,12 @@ Maximizing Generative Adversarial Nets", arXiv:1606.03657).
 G's input is [noise (G.z_dim - cat - cont), one-hot(categorical code), continuous codes]: the
 categorical code is uniform over `cat` categories, the continuous codes uniform in [-1, 1]. G knows
 which entries are codes (G.code_cat / G.code_cont): the objective passes its draws explicitly, and
-every sampler's standard-normal z is mapped onto the same prior by G (hifigan/nn/codes.py). A
-network Q (D's "q_cat" / "q_cont" heads, on D's trunk or on a separate one: a D config choice)
-recovers the codes from G's image. The variational lower bound of section 5,
+every sampler's standard-normal z is mapped onto the same prior by G (hifigan/nn/codes.py). The
+network Q (its own section and optimizer) recovers the codes from G's image: its heads read D's
+penultimate features (Q.trunk: shared, the paper; Qmain then trains G, D's trunk and Q) or Q has a
+trunk of its own (Q.trunk: own; Qmain trains G and Q). The variational lower bound of section 5,
     L_I(G, Q) = E[log Q(c | G(z, c))] + H(c) <= I(c; G(z, c)),
-is maximised over G and Q in phase Qmain (nets [G, D]) with the loss
+is maximised over G and Q in phase Qmain with the loss
     lambda_cat * CE(q_cat, code) + lambda_cont * 0.5 ||q_cont - codes||^2,
 the second term being the Gaussian negative log-likelihood of the continuous codes with a fixed
 unit variance, up to a constant. Dmain and Gmain are the usual GAN (BCE, non-saturating G).
@@ -25,7 +26,7 @@ import torch.nn.functional as F
 
 from hifigan.config import PhaseConfig
 from hifigan.errors import UserError
-from hifigan.objectives.base import Batch, Objective
+from hifigan.objectives.base import Batch, Objective, PhaseSpec, d_labels, dmain, gmain, real_fake_logits
 from hifigan.objectives.gan import d_logistic, g_nonsaturating
 from hifigan.registry import OBJECTIVES
 
@@ -57,10 +58,23 @@ class InfoGANObjective(Objective):
                 raise ValueError(f"cat={self.cat}, cont={self.cont}: need cat = 0 or >= 2, cont >= 0, and at "
                                  f"least one code (e.g. cat: 10, cont: 2)")
 
+    phases = {"Dmain": dmain(), "Gmain": gmain(), "Qmain": PhaseSpec("q_main", ("G", "Q"), ("G", "D", "Q"))}
     default_phases = [PhaseConfig(name="Dmain", nets=["D"]), PhaseConfig(name="Gmain", nets=["G"]),
-                      PhaseConfig(name="Qmain", nets=["G", "D"])]
+                      PhaseConfig(name="Qmain", nets=["G", "D", "Q"])]
 
-    def check(self, G, D) -> None:
+    def check(self, nets: dict, phases) -> None:
+        super().check(nets, phases)
+        Q = nets["Q"]
+        for i, ph in enumerate(phases):
+            if ph.name == "Qmain" and Q.on_features and "D" not in ph.nets:
+                raise UserError(f"phases.{i}.nets: Q reads D's features (Q.trunk: shared), so Qmain trains D's "
+                                f"trunk too: list [G, D, Q] (or give Q a trunk of its own: Q.trunk=own)")
+            if ph.name == "Qmain" and not Q.on_features and "D" in ph.nets:
+                raise UserError(f"phases.{i}.nets: Q has a trunk of its own, so the information loss never reaches "
+                                f"D: list [G, Q]")
+
+    def check_nets(self, nets: dict) -> None:
+        G, D, Q = nets["G"], nets["D"], nets["Q"]
         cat, cont = self.cfg.cat, self.cfg.cont
         g_cat, g_cont = getattr(G, "code_cat", 0), getattr(G, "code_cont", 0)
         if (g_cat, g_cont) != (cat, cont):
@@ -69,9 +83,12 @@ class InfoGANObjective(Objective):
         if G.z_dim <= cat + cont:
             raise UserError(f"objective 'infogan': G.z_dim ({G.z_dim}) must hold the codes (cat {cat} + cont "
                             f"{cont}) plus the noise; raise G.z_dim or lower objective.cat / objective.cont")
-        if getattr(D, "q_cat", 0) != cat or getattr(D, "q_cont", 0) != cont:
-            raise UserError(f"objective 'infogan' needs D.q_cat = {cat} and D.q_cont = {cont} (got "
-                            f"{getattr(D, 'q_cat', 0)}, {getattr(D, 'q_cont', 0)}); set them in D")
+        if (Q.q_cat, Q.q_cont) != (cat, cont):
+            raise UserError(f"objective 'infogan' needs Q.q_cat = {cat} and Q.q_cont = {cont} (got "
+                            f"{Q.q_cat}, {Q.q_cont}); set them in Q")
+        if Q.on_features and getattr(D, "feature_dim", None) != Q.in_features:
+            raise UserError(f"Q.trunk=shared reads D's features ({getattr(D, 'feature_dim', None)} wide), but Q "
+                            f"expects {Q.in_features}: give Q the resolution / width / max_width of D")
 
     def latent(self, G, batch: Batch):
         """(z [n, z_dim], class labels or None, category [n] or None, continuous codes [n, cont] or None):
@@ -83,29 +100,27 @@ class InfoGANObjective(Objective):
         c = batch.rand.randint(G.num_classes) if G.num_classes else None
         return z, c, code, codes
 
-    def __call__(self, phase: str, nets: dict, batch: Batch):
-        G, D = nets["G"], nets["D"]
-        self.check(G, D)
+    def fake(self, G, batch: Batch):
         z, c, code, codes = self.latent(G, batch)
-        fake = G(z, c, codes=(code, codes))  # [n, C, H, W]
-        dc = c if D.num_classes else None
-        if phase == "Dmain":
-            logits_real = D(batch.img, batch.c if D.num_classes else None)
-            logits_fake = D(fake.detach(), dc)
-            real, fake_term = d_logistic(logits_real, logits_fake)
-            stats = {"D_real": torch.sigmoid(logits_real).mean(), "D_fake": torch.sigmoid(logits_fake).mean()}
-            return {"real": real, "fake": fake_term}, stats
-        if phase == "Gmain":
-            logits = D(fake, dc)
-            return {"adv": g_nonsaturating(logits)}, {"D_fake_for_G": torch.sigmoid(logits).mean()}
-        if phase == "Qmain":
-            return self.info(D, fake, dc, code, codes)
-        raise ValueError(f"objective 'infogan' has no phase {phase!r} (it knows Dmain, Gmain, Qmain)")
+        return G(z, c, codes=(code, codes)), c, code, codes  # [n, C, H, W], ...
 
-    def info(self, D, fake, dc, code, codes):
-        """Qmain's losses (they reach G through `fake` and Q through D's heads) and statistics."""
-        heads = tuple(h for h, n in (("q_cat", self.cfg.cat), ("q_cont", self.cfg.cont)) if n)
-        out = D(fake, dc, heads=heads)
+    def d_main(self, nets: dict, batch: Batch):
+        fake, c, _, _ = self.fake(nets["G"], batch)
+        logits_real, logits_fake = real_fake_logits(nets["D"], batch, fake, c)
+        real, fake_term = d_logistic(logits_real, logits_fake)
+        stats = {"D_real": torch.sigmoid(logits_real).mean(), "D_fake": torch.sigmoid(logits_fake).mean()}
+        return {"real": real, "fake": fake_term}, stats
+
+    def g_main(self, nets: dict, batch: Batch):
+        fake, c, _, _ = self.fake(nets["G"], batch)
+        logits = nets["D"](fake, d_labels(nets["D"], c))
+        return {"adv": g_nonsaturating(logits)}, {"D_fake_for_G": torch.sigmoid(logits).mean()}
+
+    def q_main(self, nets: dict, batch: Batch):
+        """The information loss (it reaches G through the fake, and Q, and D's trunk when Q shares it)."""
+        D, Q = nets["D"], nets["Q"]
+        fake, c, code, codes = self.fake(nets["G"], batch)
+        out = Q(D(fake, d_labels(D, c), heads=("features",))["features"]) if Q.on_features else Q(fake, d_labels(Q, c))
         losses, stats = {}, {}
         if code is not None:
             q = out["q_cat"]  # [n, cat]

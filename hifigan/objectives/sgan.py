@@ -19,9 +19,8 @@ import torch
 
 from hifigan.config import PhaseConfig
 from hifigan.errors import UserError
-from hifigan.objectives.base import Batch, Objective
+from hifigan.objectives.base import Batch, Objective, dmain, fakes, gmain
 from hifigan.objectives.conditional import labeled_accuracy, labeled_cross_entropy
-from hifigan.objectives.gan import fake_inputs
 from hifigan.registry import OBJECTIVES
 
 
@@ -58,33 +57,32 @@ class SGANObjective(Objective):
         sup_weight: float = 1.0     # weight of the supervised cross-entropy on labelled reals
         unsup_weight: float = 1.0   # weight of the unsupervised real-vs-fake terms
 
+    phases = {"Dmain": dmain(), "Gmain": gmain()}
     default_phases = [PhaseConfig(name="Dmain", nets=["D"]), PhaseConfig(name="Gmain", nets=["G"])]
 
-    @staticmethod
-    def check(D) -> None:
+    def check_nets(self, nets: dict) -> None:
+        D = nets["D"]
         if getattr(D, "aux_classes", 0) < 2:
             raise UserError(f"objective 'sgan' needs D.aux_classes = K + 1 (the K classes and 'fake'; 11 for "
                             f"MNIST), got {getattr(D, 'aux_classes', 0)}; set D.aux_classes")
         if D.num_classes:
             raise UserError("objective 'sgan' needs an unconditional D (it predicts the class); set D.num_classes: 0")
 
-    def __call__(self, phase: str, nets: dict, batch: Batch):
-        G, D = nets["G"], nets["D"]
-        self.check(D)
-        z, c = fake_inputs(G, batch)
-        fake = G(z, c)  # [n, C, H, W]
-        if phase == "Dmain":
-            real = D(batch.img, heads=("class_logits",))["class_logits"]  # [n, K+1]
-            out = D(fake.detach(), heads=("class_logits",))["class_logits"]
-            terms = sgan_d_losses(real, batch.c, out)
-            losses = {"sup": terms["sup"] * self.cfg.sup_weight, "real": terms["real"] * self.cfg.unsup_weight,
-                      "fake": terms["fake"] * self.cfg.unsup_weight}
-            stats = {"p_fake_real": log_p_fake(real.detach())[0].exp().mean(),
-                     "p_fake_fake": log_p_fake(out.detach())[0].exp().mean()}
-            if batch.c is not None:
-                stats["acc_labeled"] = labeled_accuracy(real[:, :-1], batch.c)
-            return losses, stats
-        if phase == "Gmain":
-            out = D(fake, heads=("class_logits",))["class_logits"]
-            return {"adv": sgan_g_loss(out)}, {"p_fake_for_G": log_p_fake(out.detach())[0].exp().mean()}
-        raise ValueError(f"objective 'sgan' has no phase {phase!r} (it knows Dmain, Gmain)")
+    def d_main(self, nets: dict, batch: Batch):
+        D = nets["D"]
+        fake, _ = fakes(nets["G"], batch)  # [n, C, H, W]
+        real = D(batch.img, heads=("class_logits",))["class_logits"]  # [n, K+1]
+        out = D(fake.detach(), heads=("class_logits",))["class_logits"]
+        terms = sgan_d_losses(real, batch.c, out)
+        losses = {"sup": terms["sup"] * self.cfg.sup_weight, "real": terms["real"] * self.cfg.unsup_weight,
+                  "fake": terms["fake"] * self.cfg.unsup_weight}
+        stats = {"p_fake_real": log_p_fake(real.detach())[0].exp().mean(),
+                 "p_fake_fake": log_p_fake(out.detach())[0].exp().mean()}
+        if batch.c is not None:
+            stats["acc_labeled"] = labeled_accuracy(real[:, :-1], batch.c)
+        return losses, stats
+
+    def g_main(self, nets: dict, batch: Batch):
+        fake, _ = fakes(nets["G"], batch)
+        out = nets["D"](fake, heads=("class_logits",))["class_logits"]
+        return {"adv": sgan_g_loss(out)}, {"p_fake_for_G": log_p_fake(out.detach())[0].exp().mean()}

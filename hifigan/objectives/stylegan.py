@@ -25,25 +25,10 @@ import torch
 import torch.nn.functional as F
 
 from hifigan.config import PhaseConfig
-from hifigan.kernels.conv2d import no_weight_grad
-from hifigan.objectives.base import Batch, Objective
+from hifigan.nn.penalties import path_lengths, r1_penalty
+from hifigan.objectives.base import Batch, Objective, PhaseSpec, d_labels
+from hifigan.errors import UserError
 from hifigan.registry import OBJECTIVES
-
-
-def r1_penalty(D, img: torch.Tensor, c=None) -> tuple[torch.Tensor, torch.Tensor]:
-    """(per-sample ||grad_x D(x)||^2 [N], logits [N]); differentiable (create_graph) for the D step."""
-    img = img.detach().requires_grad_(True)
-    logits = D(img, c)
-    with no_weight_grad():  # only the image gradient is wanted here
-        grad, = torch.autograd.grad(logits.sum(), img, create_graph=True)
-    return grad.square().sum(dim=[1, 2, 3]), logits
-
-
-def path_lengths(img: torch.Tensor, ws: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
-    """[N]: sqrt(mean over layers of ||d(img . noise)/d w_l||^2); differentiable."""
-    with no_weight_grad():  # only the latent gradient is wanted here
-        grad, = torch.autograd.grad((img * noise).sum(), ws, create_graph=True)
-    return grad.square().sum(dim=2).mean(dim=1).sqrt()
 
 
 @OBJECTIVES.register("stylegan")
@@ -60,8 +45,9 @@ class StyleGANObjective(Objective):
         r1_every: int = 16              # Dreg interval of the default schedule (1 = not lazy, StyleGAN v1)
         pl_every: int = 4               # Greg interval of the default schedule
 
-    real_phases = ("Dmain",)
-    reuse_real_phases = ("Dreg",)
+    phases = {"Gmain": PhaseSpec("g_main", ("G", "D"), ("G",)), "Greg": PhaseSpec("g_reg", ("G",), ("G",)),
+              "Dmain": PhaseSpec("d_main", ("G", "D"), ("D",), reals="draw"),
+              "Dreg": PhaseSpec("d_reg", ("D",), ("D",), reals="reuse")}
 
     def __init__(self, cfg):
         super().__init__(cfg)
@@ -91,25 +77,32 @@ class StyleGANObjective(Objective):
         crossover = torch.where(mix < self.cfg.style_mixing, cross, torch.full_like(cross, G.num_ws))
         return G(z, c, mix_z=z2, crossover=crossover, **kw), c
 
-    def __call__(self, phase: str, nets: dict, batch: Batch):
-        G, D = nets["G"], nets["D"]
-        if phase == "Gmain":
-            img, c = self.fake(G, batch, update_w_avg=True)
-            logits = D(img, c)
-            return {"adv": F.softplus(-logits).mean()}, {"D_fake_for_G": logits.mean()}
-        if phase == "Dmain":
-            img, c = self.fake(G, batch)
-            logits_fake = D(img.detach(), c)
-            logits_real = D(batch.img, batch.c if D.num_classes else None)
-            losses = {"fake": F.softplus(logits_fake).mean(), "real": F.softplus(-logits_real).mean()}
-            return losses, {"D_real": logits_real.mean(), "D_fake": logits_fake.mean()}
-        if phase == "Dreg":
-            pen, logits = r1_penalty(D, batch.img, batch.c if D.num_classes else None)
-            # `logits * 0` keeps D's output in the graph so every parameter takes part in backward
-            return {"r1": pen.mean() * (self.cfg.r1_gamma / 2) + logits.mean() * 0}, {"r1_penalty": pen.mean()}
-        if phase == "Greg":
-            return self.path_length(G, batch)
-        raise ValueError(f"objective 'stylegan' has no phase {phase!r} (it knows Gmain, Greg, Dmain, Dreg)")
+    def check_nets(self, nets: dict) -> None:
+        G = nets["G"]
+        if not hasattr(G, "num_ws"):
+            raise UserError(f"objective 'stylegan' needs a style-based G (stylegan1, stylegan2), not {G.registry_name!r}")
+
+    def g_main(self, nets: dict, batch: Batch):
+        img, c = self.fake(nets["G"], batch, update_w_avg=True)
+        logits = nets["D"](img, c)
+        return {"adv": F.softplus(-logits).mean()}, {"D_fake_for_G": logits.mean()}
+
+    def d_main(self, nets: dict, batch: Batch):
+        D = nets["D"]
+        img, c = self.fake(nets["G"], batch)
+        logits_fake = D(img.detach(), c)
+        logits_real = D(batch.img, d_labels(D, batch.c))
+        losses = {"fake": F.softplus(logits_fake).mean(), "real": F.softplus(-logits_real).mean()}
+        return losses, {"D_real": logits_real.mean(), "D_fake": logits_fake.mean()}
+
+    def d_reg(self, nets: dict, batch: Batch):
+        D = nets["D"]
+        pen, logits = r1_penalty(D, batch.img, d_labels(D, batch.c))
+        # `logits * 0` keeps D's output in the graph so every parameter takes part in backward
+        return {"r1": pen.mean() * (self.cfg.r1_gamma / 2) + logits.mean() * 0}, {"r1_penalty": pen.mean()}
+
+    def g_reg(self, nets: dict, batch: Batch):
+        return self.path_length(nets["G"], batch)
 
     def path_length(self, G, batch: Batch):
         n = max(batch.rand.size // self.cfg.pl_batch_shrink, 1)
@@ -118,7 +111,7 @@ class StyleGANObjective(Objective):
         lengths = path_lengths(img, ws, noise)
         if self.pl_mean is None:
             self.pl_mean = torch.zeros((), device=lengths.device)
-        mean = self.pl_mean.lerp(batch.mean(lengths.detach().mean()), self.cfg.pl_decay)
+        mean = self.pl_mean.lerp(batch.cross_rank_mean(lengths.detach().mean()), self.cfg.pl_decay)
         self.pl_mean.copy_(mean)
         penalty = (lengths - mean).square().mean()
         return {"pl": penalty * self.cfg.pl_weight + img[:, 0, 0, 0].sum() * 0}, \

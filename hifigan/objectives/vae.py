@@ -1,7 +1,7 @@
 """The variational autoencoder (Kingma and Welling 2014, "Auto-Encoding Variational Bayes",
-arXiv:1312.6114), trained in the GAN trainer for comparison: the encoder q(z|x) is nets["D"]
+arXiv:1312.6114), trained in the GAN trainer for comparison: the encoder q(z|x) is network E
 (models/vae.py, returns mu and logvar), the decoder is the generator G, both stepped by one phase
-VAEmain (nets [G, D]) that draws the reals.
+VAEmain (nets [G, E]) that draws the reals. A VAE recipe has no D.
 
 Loss = the negative ELBO per sample, averaged over the batch:
     -log p(x | z) + beta * KL(q(z | x) || N(0, I)),   z = mu + exp(logvar / 2) * eps, eps ~ N(0, I)
@@ -25,7 +25,7 @@ import torch
 
 from hifigan.config import PhaseConfig
 from hifigan.errors import UserError
-from hifigan.objectives.base import Batch, Objective
+from hifigan.objectives.base import Batch, Objective, PhaseSpec
 from hifigan.registry import OBJECTIVES
 
 _P_EPS = 1e-6  # keeps log p and log(1 - p) finite where G's tanh saturates
@@ -56,7 +56,7 @@ def gaussian_nll(img: torch.Tensor, out: torch.Tensor, sigma: float) -> torch.Te
 
 @OBJECTIVES.register("vae")
 class VAEObjective(Objective):
-    """VAEmain: negative ELBO of the batch's reals; G is the decoder, D the encoder."""
+    """VAEmain: negative ELBO of the batch's reals; G is the decoder, E the encoder."""
 
     @dataclass(kw_only=True)
     class Config:
@@ -68,18 +68,18 @@ class VAEObjective(Objective):
             if self.sigma <= 0 or self.beta < 0:
                 raise ValueError(f"sigma must be > 0 and beta >= 0, got sigma={self.sigma}, beta={self.beta}")
 
-    default_phases = [PhaseConfig(name="VAEmain", nets=["G", "D"])]
-    real_phases = ("VAEmain",)
+    phases = {"VAEmain": PhaseSpec("vae_main", ("G", "E"), ("G", "E"), reals="draw")}
+    default_phases = [PhaseConfig(name="VAEmain", nets=["G", "E"])]
 
-    def __call__(self, phase: str, nets: dict, batch: Batch):
-        G, D = nets["G"], nets["D"]
-        if phase != "VAEmain":
-            raise ValueError(f"objective 'vae' has no phase {phase!r} (it knows VAEmain)")
-        if getattr(D, "z_dim", None) != G.z_dim:
-            raise UserError(f"objective 'vae': the encoder's D.z_dim ({getattr(D, 'z_dim', None)}) must equal "
-                            f"G.z_dim ({G.z_dim}); set D.arch=vae_encoder with the same z_dim")
+    def check_nets(self, nets: dict) -> None:
+        G, E = nets["G"], nets["E"]
+        if E.z_dim != G.z_dim:
+            raise UserError(f"objective 'vae': the encoder's E.z_dim ({E.z_dim}) must equal G.z_dim ({G.z_dim})")
+
+    def vae_main(self, nets: dict, batch: Batch):
+        G, E = nets["G"], nets["E"]
         eps = batch.rand.randn(G.z_dim)  # [n, z_dim]
-        mu, logvar = D(batch.img)  # [n, z_dim] each
+        mu, logvar = E(batch.img)  # [n, z_dim] each
         out = G(reparameterize(mu, logvar, eps), batch.c if G.num_classes else None)  # [n, C, H, W]
         if self.cfg.likelihood == "bernoulli":
             nll = bernoulli_nll(batch.img, out)

@@ -19,9 +19,8 @@ from dataclasses import dataclass
 import torch
 
 from hifigan.config import PhaseConfig
-from hifigan.kernels.conv2d import no_weight_grad
-from hifigan.objectives.base import Batch, Objective
-from hifigan.objectives.gan import fake_inputs
+from hifigan.nn.penalties import gradient_penalty  # noqa: F401  (re-exported for the tests)
+from hifigan.objectives.base import Batch, Objective, d_labels, dmain, fakes, gmain, real_fake_logits
 from hifigan.registry import OBJECTIVES
 
 
@@ -33,16 +32,6 @@ def critic_loss(logits_real: torch.Tensor, logits_fake: torch.Tensor) -> torch.T
 def g_wasserstein(logits_fake: torch.Tensor) -> torch.Tensor:
     """G's loss -E[D(G(z))]."""
     return -logits_fake.mean()
-
-
-def gradient_penalty(D, real: torch.Tensor, fake: torch.Tensor, u: torch.Tensor, c=None,
-                     target: float = 1.0) -> torch.Tensor:
-    """[N]: (||grad D(x_hat)||_2 - target)^2 / target^2 at x_hat = lerp(real, fake, u); u [N, 1, 1, 1]."""
-    x_hat = torch.lerp(real.detach(), fake.detach(), u.to(real.dtype)).requires_grad_(True)
-    with no_weight_grad():  # only the input gradient is wanted here
-        grad, = torch.autograd.grad(D(x_hat, c).sum(), x_hat, create_graph=True)
-    norm = grad.flatten(1).norm(dim=1)
-    return (norm - target).square() / target ** 2
 
 
 @OBJECTIVES.register("wgan")
@@ -57,25 +46,23 @@ class WGANObjective(Objective):
             if self.n_critic < 1:
                 raise ValueError(f"n_critic: must be at least 1, got {self.n_critic}")
 
+    phases = {"Dmain": dmain(), "Gmain": gmain()}
+
     @property
     def default_phases(self) -> list[PhaseConfig]:
         return [PhaseConfig(name="Dmain", nets=["D"], repeats=self.cfg.n_critic), PhaseConfig(name="Gmain", nets=["G"])]
 
-    def __call__(self, phase: str, nets: dict, batch: Batch):
-        G, D = nets["G"], nets["D"]
-        z, c = fake_inputs(G, batch)
-        fake = G(z, c)  # [n, C, H, W]
-        dc = c if D.num_classes else None
-        if phase == "Dmain":
-            logits_real = D(batch.img, batch.c if D.num_classes else None)
-            logits_fake = D(fake.detach(), dc)
-            stats = {"D_real": logits_real.mean(), "D_fake": logits_fake.mean(),
-                     "wasserstein": (logits_real.mean() - logits_fake.mean()).detach()}
-            return {"wdist": critic_loss(logits_real, logits_fake)}, stats
-        if phase == "Gmain":
-            logits = D(fake, dc)
-            return {"adv": g_wasserstein(logits)}, {"D_fake_for_G": logits.mean()}
-        raise ValueError(f"objective 'wgan' has no phase {phase!r} (it knows Dmain, Gmain)")
+    def d_main(self, nets: dict, batch: Batch):
+        fake, c = fakes(nets["G"], batch)  # [n, C, H, W]
+        logits_real, logits_fake = real_fake_logits(nets["D"], batch, fake, c)
+        stats = {"D_real": logits_real.mean(), "D_fake": logits_fake.mean(),
+                 "wasserstein": (logits_real.mean() - logits_fake.mean()).detach()}
+        return {"wdist": critic_loss(logits_real, logits_fake)}, stats
+
+    def g_main(self, nets: dict, batch: Batch):
+        fake, c = fakes(nets["G"], batch)
+        logits = nets["D"](fake, d_labels(nets["D"], c))
+        return {"adv": g_wasserstein(logits)}, {"D_fake_for_G": logits.mean()}
 
 
 @OBJECTIVES.register("wgan_gp")
@@ -88,23 +75,18 @@ class WGANGPObjective(Objective):
         gp_target: float = 1.0      # the gradient norm the penalty pulls towards (ProGAN: 1)
         drift: float = 0.001        # epsilon of the drift term epsilon * D(x)^2 (ProGAN); 0 = off
 
+    phases = {"Dmain": dmain(), "Gmain": gmain()}
     default_phases = [PhaseConfig(name="Dmain", nets=["D"]), PhaseConfig(name="Gmain", nets=["G"])]
 
-    def __call__(self, phase: str, nets: dict, batch: Batch):
-        G, D = nets["G"], nets["D"]
-        z, c = fake_inputs(G, batch)
-        fake = G(z, c)  # [n, C, H, W]
-        dc = c if D.num_classes else None
-        if phase == "Dmain":
-            u = batch.rand.rand(1, 1, 1)
-            real_c = batch.c if D.num_classes else None
-            logits_real, logits_fake = D(batch.img, real_c), D(fake.detach(), dc)
-            gp = gradient_penalty(D, batch.img, fake, u, dc, self.cfg.gp_target).mean()
-            losses = {"wdist": critic_loss(logits_real, logits_fake), "gp": gp * self.cfg.gp_lambda}
-            if self.cfg.drift:
-                losses["drift"] = logits_real.square().mean() * self.cfg.drift
-            return losses, {"D_real": logits_real.mean(), "D_fake": logits_fake.mean()}
-        if phase == "Gmain":
-            logits = D(fake, dc)
-            return {"adv": g_wasserstein(logits)}, {"D_fake_for_G": logits.mean()}
-        raise ValueError(f"objective 'wgan_gp' has no phase {phase!r} (it knows Dmain, Gmain)")
+    def d_main(self, nets: dict, batch: Batch):
+        D = nets["D"]
+        fake, c = fakes(nets["G"], batch)  # [n, C, H, W]
+        u = batch.rand.rand(1, 1, 1)
+        logits_real, logits_fake = real_fake_logits(D, batch, fake, c)
+        gp = gradient_penalty(D, batch.img, fake, u, d_labels(D, c), self.cfg.gp_target).mean()
+        losses = {"wdist": critic_loss(logits_real, logits_fake), "gp": gp * self.cfg.gp_lambda}
+        if self.cfg.drift:
+            losses["drift"] = logits_real.square().mean() * self.cfg.drift
+        return losses, {"D_real": logits_real.mean(), "D_fake": logits_fake.mean()}
+
+    g_main = WGANObjective.g_main

@@ -1,16 +1,30 @@
 """Library entry points behind launch/train.py."""
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 from hifigan.config import load_config
+from hifigan.errors import UserError
+from hifigan.train import state as run_state
 from hifigan.train.trainer import Trainer, describe
 
 
 def train(config_path: str, overrides=(), dry_run: bool = False) -> dict | None:
+    """Train the recipe (resuming its run dir), or with `dry_run` build and check everything a run
+    would, print the resolved config and the parameter counts, and write nothing."""
     cfg = load_config(config_path, overrides)
-    trainer = Trainer(cfg)
+    run_dir = Path(cfg.run_dir)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise UserError(f"run_dir {run_dir}: exists and is not a folder; choose another run_dir")
+    trainer = Trainer(cfg, dry_run=dry_run)
     if dry_run:
+        run_state.check_same_model(trainer)  # a run dir of another model fails here as a real run would
         if trainer.backend.is_main:
             print(describe(trainer))
+            if trainer.data_problem:
+                print(f"warning: the data is not available, so a real run would stop here: {trainer.data_problem}",
+                      file=sys.stderr)
         return None
     result = trainer.run()
     trainer.backend.close()

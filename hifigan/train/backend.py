@@ -1,38 +1,162 @@
-"""Everything the trainer may ask of the distribution layer, on Hugging Face Accelerate.
+"""Everything the trainer may ask of the distribution layer: the Backend and NetHandle protocols,
+their registry (`backend.name` in a recipe), and the Accelerate backend.
 
-The only module that knows how the run is distributed. G and D are prepared (wrapped in DDP
-when there are several processes) separately; gradients are synchronised by DDP for the nets a
-phase trains; batch-norm buffers are broadcast from rank 0 after every step so that all ranks
-hold identical weights; mixed precision is Accelerate's autocast, with one GradScaler per network
-for fp16. Works the same under `python`, `torchrun` and `accelerate launch` (gloo on CPU).
+The trainer never touches an optimizer, a loss scaler, DDP or a collective: it asks the backend
+to `prepare` its trained networks and gets one `NetHandle` per network, which owns that network's
+optimizer, loss scaler, gradient-accumulation boundary, backward, step and state. A new backend
+(DeepSpeed, FSDP, ...) is a class registered here with `@BACKENDS.register(name)`; the trainer
+does not change. This module and the backends are the only code that imports Accelerate or
+`torch.distributed`.
+
+A phase's loss may reach several trained networks (InfoGAN's Qmain: G, D's trunk and Q). The
+phase's first handle leads: inside `lead.micro_step(boundary, joint=rest)` the objective's forward and
+`lead.backward(loss, joint=rest)` run once for all of them, and `lead.step(joint=rest)` steps them all, so a backend decides how one loss
+crosses its engines (here: one GradScaler scale for the whole phase, as GradScaler requires).
 """
 from __future__ import annotations
 
 import contextlib
 import os
-import random
-import resource
+import warnings
+from dataclasses import dataclass
+from typing import ContextManager, Protocol, Sequence
 
-import numpy as np
 import torch
 from torch import nn
 
+from hifigan.registry import BACKENDS
+from hifigan.train import process
+from hifigan.train.phases import OptimPlan, build_optimizer
 
+
+class NetHandle(Protocol):
+    """One trained network as the backend prepared it."""
+    name: str
+    module: nn.Module                                     # the bare network (EMA, checkpoints, metrics)
+    def __call__(self, *args, **kwargs): ...              # the wrapped forward (DDP, an engine)
+    def micro_step(self, boundary: bool, joint: Sequence["NetHandle"] = ()) -> ContextManager: ...  # forward + backward inside
+    def backward(self, loss: torch.Tensor, joint: Sequence["NetHandle"] = ()) -> None: ...
+    def step(self, joint: Sequence["NetHandle"] = ()) -> dict[str, torch.Tensor]: ...  # name -> grad norm
+    def set_lr(self, lr: float) -> None: ...              # base lr (a lazy phase's correction kept)
+    @property
+    def lr(self) -> float: ...
+    def reset_optimizer(self) -> None: ...                # forget the moments (ProGAN's stage changes)
+    def state_dict(self) -> dict: ...
+    def load_state_dict(self, state: dict) -> None: ...
+
+
+class Backend(Protocol):
+    rank: int
+    world: int
+    is_main: bool
+    device: torch.device
+    def prepare(self, nets: dict[str, nn.Module], optim: dict[str, OptimPlan]) -> dict[str, NetHandle]: ...
+    def all_mean(self, x: torch.Tensor) -> torch.Tensor: ...      # the collective objectives may reach
+    def reduce_mean(self, x: torch.Tensor) -> torch.Tensor: ...   # logging: a CPU tensor's mean over ranks
+    def any(self, flag: bool) -> bool: ...
+    def sync_buffers(self, net: nn.Module) -> None: ...
+    def gather_object(self, obj) -> list: ...
+    def barrier(self) -> None: ...
+    def close(self) -> None: ...
+
+
+class DDPHandle:
+    """A network under Accelerate: DDP-wrapped when there are several ranks, a torch optimizer and a
+    GradScaler (enabled for fp16) of its own."""
+
+    def __init__(self, name: str, module: nn.Module, wrapped: nn.Module, plan: OptimPlan, backend: "AccelerateBackend"):
+        self.name, self.module, self.wrapped, self.plan = name, module, wrapped, plan
+        self.opt = build_optimizer(module.parameters(), plan.cfg, plan.lazy_ratio)
+        self.scaler = torch.amp.GradScaler(backend.device.type, enabled=backend.mixed_precision == "fp16")
+        self.world, self.device = backend.world, backend.device
+
+    def __call__(self, *args, **kwargs):
+        return self.wrapped(*args, **kwargs)
+
+    @contextlib.contextmanager
+    def micro_step(self, boundary: bool, joint: Sequence["DDPHandle"] = ()):
+        """The forward and backward of one accumulation micro-step run inside; before the last one
+        (`boundary` False) DDP's gradient all-reduce is skipped for this net and `joint` (DDP decides
+        in the forward whether the backward syncs, so the forward must be inside too)."""
+        with contextlib.ExitStack() as stack:
+            if not boundary and self.world > 1:
+                for h in (self, *joint):
+                    if hasattr(h.wrapped, "no_sync"):
+                        stack.enter_context(h.wrapped.no_sync())
+            yield
+
+    def backward(self, loss: torch.Tensor, joint: Sequence["DDPHandle"] = ()) -> None:
+        """Backpropagate `loss` into this net and `joint` (scaled by this handle's GradScaler under fp16)."""
+        self.scaler.scale(loss).backward()
+
+    def step(self, joint: Sequence["DDPHandle"] = ()) -> dict[str, torch.Tensor]:
+        """Unscale (by this handle's scaler, which scaled the phase's loss), clip, step and zero every
+        handle of the phase; then this scaler's update. Returns each network's gradient norm."""
+        norms = {h.name: h._step(self.scaler) for h in (self, *joint)}
+        self.scaler.update()
+        return norms
+
+    def _step(self, scaler: torch.amp.GradScaler) -> torch.Tensor:
+        """Unscale, measure (and clip) the gradient norm, step, zero_grad(set_to_none=True); then clamp
+        every parameter to [-weight_clip, weight_clip] (WGAN's Lipschitz constraint) when set."""
+        oc = self.plan.cfg
+        scaler.unscale_(self.opt)
+        params = [p for p in self.module.parameters() if p.grad is not None]
+        norm = torch.nn.utils.clip_grad_norm_(params, oc.grad_clip if oc.grad_clip else float("inf")) if params \
+            else torch.zeros((), device=self.device)
+        scaler.step(self.opt)
+        self.opt.zero_grad(set_to_none=True)
+        if oc.weight_clip is not None:
+            with torch.no_grad():
+                for p in self.module.parameters():
+                    p.clamp_(-oc.weight_clip, oc.weight_clip)
+        return norm.detach()
+
+    def set_lr(self, lr: float) -> None:
+        for group in self.opt.param_groups:
+            group["lr"] = lr * self.plan.lazy_ratio
+
+    @property
+    def lr(self) -> float:
+        return self.opt.param_groups[0]["lr"]
+
+    def reset_optimizer(self) -> None:
+        self.opt.state.clear()
+
+    def state_dict(self) -> dict:
+        return {"optim": self.opt.state_dict(), "scaler": self.scaler.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.opt.load_state_dict(state["optim"])
+        self.scaler.load_state_dict(state["scaler"])
+
+
+@BACKENDS.register("accelerate")
 class AccelerateBackend:
-    def __init__(self, mixed_precision: str = "no", seed: int = 0, deterministic: bool = True,
-                 threads: int | None = None):
-        if deterministic:
-            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    """Hugging Face Accelerate: one process, or DDP over `torchrun` / `accelerate launch` (gloo on CPU).
+
+    G and D (and Q, C, E) are prepared separately, so a phase syncs only the nets it trains;
+    batch-norm buffers are broadcast from rank 0 after every step so all ranks hold identical
+    weights; mixed precision is Accelerate's autocast with one GradScaler per network for fp16.
+    """
+
+    @dataclass(kw_only=True)
+    class Config:
+        find_unused_parameters: str = "auto"  # DDP: auto = for nets that grow (ProGAN) or that phases use in part; true; false
+
+        def __post_init__(self):
+            if self.find_unused_parameters not in ("auto", "true", "false"):
+                raise ValueError(f"find_unused_parameters must be auto, true or false, got {self.find_unused_parameters!r}")
+
+    def __init__(self, cfg: Config, train, seed: int):
         from accelerate import Accelerator
-        from accelerate.utils import DistributedDataParallelKwargs, set_seed
-        if threads:
-            torch.set_num_threads(threads)
-        import warnings
+        from accelerate.utils import DistributedDataParallelKwargs
+        self.cfg = cfg
         warnings.filterwarnings("ignore", message=".*broadcast_buffers.*is deprecated")
         ddp = DistributedDataParallelKwargs(broadcast_buffers=False)  # we broadcast after the step instead
         # Without CUDA, Accelerate must be told it is a CPU run, or under torchrun it starts N
         # independent single-process runs instead of one gloo group.
-        self.acc = Accelerator(mixed_precision=mixed_precision, kwargs_handlers=[ddp],
+        self.acc = Accelerator(mixed_precision=train.mixed_precision, kwargs_handlers=[ddp],
                                cpu=not torch.cuda.is_available())
         self.rank, self.world = self.acc.process_index, self.acc.num_processes
         launched = int(os.environ.get("WORLD_SIZE", "1"))
@@ -40,65 +164,28 @@ class AccelerateBackend:
             raise RuntimeError(f"the launcher started {launched} processes but Accelerate formed a group of "
                                f"{self.world}; check the accelerate config / ACCELERATE_USE_CPU")
         self.device, self.is_main = self.acc.device, self.acc.is_main_process
-        self.mixed_precision = mixed_precision if self.acc.native_amp else "no"
-        if mixed_precision != self.mixed_precision and self.is_main:
-            print(f"warning: Accelerate has no {mixed_precision} autocast on {self.device.type}; training in fp32 "
-                  f"(on CPU use train.mixed_precision=bf16)", flush=True)
-        set_seed(seed, device_specific=True)  # per-rank streams: seed + rank
-        if deterministic:
-            torch.use_deterministic_algorithms(True, warn_only=True)
-            torch.backends.cudnn.benchmark = False
-        else:  # let cuDNN time its algorithms per shape (the double-backward convs of R1 / path length gain most)
-            torch.backends.cudnn.benchmark = True
+        self.mixed_precision = train.mixed_precision if self.acc.native_amp else "no"
+        if train.mixed_precision != self.mixed_precision and self.is_main:
+            print(f"warning: Accelerate has no {train.mixed_precision} autocast on {self.device.type}; training in "
+                  f"fp32 (on CPU use train.mixed_precision=bf16)", flush=True)
+        process.setup(seed, self.rank, train.deterministic, train.threads)
 
-    # -- nets and steps ------------------------------------------------------------------------
-    def prepare(self, nets: dict[str, nn.Module]) -> dict[str, nn.Module]:
-        """Wrap each net on its own (one DDP per net), so a phase syncs only the nets it trains.
-        Progressive nets leave the layers outside the current stage unused, which DDP must be told."""
-        out = {}
+    # -- nets ----------------------------------------------------------------------------------
+    def prepare(self, nets: dict[str, nn.Module], optim: dict[str, OptimPlan]) -> dict[str, DDPHandle]:
+        """One DDP per net, so a phase syncs only the nets it trains. Nets that grow or that some phase
+        uses only in part (a head, the features) leave parameters unused, which DDP must be told."""
+        handles = {}
         for name, net in nets.items():
+            net.to(self.device)
+        for name in optim:
+            net = nets[name]
             if self.acc.ddp_handler is not None:
-                # progressive nets and nets with heads that some phases leave unused (aux classifiers, Q)
-                self.acc.ddp_handler.find_unused_parameters = bool(getattr(net, "progressive", False)
-                                                                   or getattr(net, "partial", False))
-            out[name] = self.acc.prepare_model(net)
-        return out
-
-    def unwrap(self, net: nn.Module) -> nn.Module:
-        return self.acc.unwrap_model(net)
-
-    def make_scaler(self) -> torch.amp.GradScaler:
-        return torch.amp.GradScaler(self.device.type, enabled=self.mixed_precision == "fp16")
-
-    @contextlib.contextmanager
-    def no_sync(self, nets, enabled: bool):
-        """Skip DDP's gradient all-reduce (accumulation micro-steps before the last)."""
-        with contextlib.ExitStack() as stack:
-            if enabled and self.world > 1:
-                for net in nets:
-                    if hasattr(net, "no_sync"):
-                        stack.enter_context(net.no_sync())
-            yield
-
-    def backward(self, loss: torch.Tensor, scaler: torch.amp.GradScaler) -> None:
-        scaler.scale(loss).backward()
-
-    def step(self, opt: torch.optim.Optimizer, net: nn.Module, scaler, clip: float | None,
-             weight_clip: float | None = None) -> torch.Tensor:
-        """Unscale, measure (and clip) the gradient norm, step, zero_grad(set_to_none=True); then clamp
-        every parameter to [-weight_clip, weight_clip] (WGAN's Lipschitz constraint) when set."""
-        scaler.unscale_(opt)
-        params = [p for p in net.parameters() if p.grad is not None]
-        norm = torch.nn.utils.clip_grad_norm_(params, clip if clip else float("inf")) if params \
-            else torch.zeros((), device=self.device)
-        scaler.step(opt)
-        opt.zero_grad(set_to_none=True)
-        if weight_clip is not None:
-            clipped = net.clipped_parameters() if hasattr(net, "clipped_parameters") else net.parameters()
-            with torch.no_grad():
-                for p in clipped:  # a D's separate classifier is not part of the critic
-                    p.clamp_(-weight_clip, weight_clip)
-        return norm.detach()
+                unused = {"true": True, "false": False}.get(self.cfg.find_unused_parameters)
+                if unused is None:
+                    unused = bool(getattr(net, "progressive", False) or getattr(net, "partial", False))
+                self.acc.ddp_handler.find_unused_parameters = unused
+            handles[name] = DDPHandle(name, net, self.acc.prepare_model(net), optim[name], self)
+        return handles
 
     def sync_buffers(self, net: nn.Module) -> None:
         """Rank 0's buffers (batch-norm running statistics) to every rank."""
@@ -107,20 +194,20 @@ class AccelerateBackend:
             for b in net.buffers():
                 dist.broadcast(b.data, src=0)
 
-    # -- collectives for bookkeeping -----------------------------------------------------------
-    def reduce_mean(self, x: torch.Tensor) -> torch.Tensor:
-        if self.world == 1:
-            return x
-        return self.acc.reduce(x.to(self.device), reduction="mean").cpu()
-
+    # -- collectives ---------------------------------------------------------------------------
     def all_mean(self, x: torch.Tensor) -> torch.Tensor:
-        """Mean over ranks of a detached statistic, on the device (e.g. the path-length mean)."""
+        """Mean over ranks of a detached statistic, on the device (Batch.cross_rank_mean)."""
         if self.world == 1:
             return x
         import torch.distributed as dist
         y = x.detach().clone()
         dist.all_reduce(y)
         return y / self.world
+
+    def reduce_mean(self, x: torch.Tensor) -> torch.Tensor:
+        if self.world == 1:
+            return x
+        return self.acc.reduce(x.to(self.device), reduction="mean").cpu()
 
     def any(self, flag: bool) -> bool:
         if self.world == 1:
@@ -145,26 +232,7 @@ class AccelerateBackend:
             dist.barrier()
             dist.destroy_process_group()
 
-    # -- RNG and resources ---------------------------------------------------------------------
-    def rng_state(self) -> dict:
-        np_state = np.random.get_state()
-        return {
-            "torch": torch.get_rng_state(),
-            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-            "numpy": [np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), *map(float, np_state[2:])],
-            "python": list(random.getstate()),
-        }
 
-    def set_rng_state(self, s: dict) -> None:
-        torch.set_rng_state(s["torch"])
-        if s["cuda"] and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(s["cuda"])
-        kind, keys, pos, has_gauss, gauss = s["numpy"]
-        np.random.set_state((kind, keys.numpy().astype(np.uint32), int(pos), int(has_gauss), float(gauss)))
-        version, internal, gauss_next = s["python"]
-        random.setstate((version, tuple(internal), gauss_next))
-
-    def peak_memory_mib(self) -> float:
-        if self.device.type == "cuda":
-            return torch.cuda.max_memory_allocated(self.device) / 2**20
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+def build_backend(cfg) -> Backend:
+    """The backend a run config names (`backend.name`), set up for this process."""
+    return BACKENDS.get(cfg.backend.name)(cfg.backend.cfg, cfg.train, cfg.seed)

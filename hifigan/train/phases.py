@@ -22,6 +22,13 @@ class Phase:
     repeats: int = 1   # n_critic style ratios: D:G = 5:1 is Dmain(repeats=5)
 
 
+@dataclass(frozen=True)
+class OptimPlan:
+    """What a backend needs to build one network's optimizer."""
+    cfg: object               # the recipe's optim.<net> section (config.OptimConfig)
+    lazy_ratio: float = 1.0   # k/(k+1) when a lazy phase trains this net (see lazy_ratio)
+
+
 def build_phases(specs, known_nets) -> list[Phase]:
     phases = []
     for i, s in enumerate(specs):
@@ -29,8 +36,25 @@ def build_phases(specs, known_nets) -> list[Phase]:
         if unknown or not s.nets:
             raise UserError(f"phases.{i}.nets: {unknown or '[]'} not among this model's networks "
                             f"({', '.join(known_nets)})")
+        if len(set(s.nets)) != len(s.nets):
+            raise UserError(f"phases.{i}.nets: {s.nets} names a network twice")
         phases.append(Phase(s.name, tuple(s.nets), s.every, s.repeats))
     return phases
+
+
+def optim_plans(phases: list[Phase], optim: dict, nets) -> dict[str, OptimPlan]:
+    """One plan per trained network (sorted by name), checking that the optim section matches exactly."""
+    trained = sorted({n for p in phases for n in p.nets})
+    for name in trained:
+        if name not in optim:
+            raise UserError(f"optim.{name}: missing; every trained network needs optimizer settings")
+    for name in optim:
+        if name not in nets:
+            raise UserError(f"optim.{name}: no such network in this model ({', '.join(nets)})")
+        if name not in trained:
+            raise UserError(f"optim.{name}: no phase trains {name}; remove optim.{name} or list {name} in a "
+                            f"phase's nets")
+    return {name: OptimPlan(optim[name], lazy_ratio(phases, name)) for name in trained}
 
 
 def lazy_ratio(phases: list[Phase], net: str) -> float:
