@@ -1,14 +1,14 @@
 #!/usr/bin/env python
 """Test accuracy of a trained discriminator's K-way classification on the held-out digits.
 
-    python benchmarks/sgan_accuracy.py runs/mnist_sgan [runs/mnist_sgan_100labels ...] [--head auto]
+    python benchmarks/sgan_accuracy.py runs/mnist_sgan [runs/mnist_sgan_100labels ...] [--net auto]
 
 For a semi-supervised GAN (Odena 2016, arXiv:1606.01583; Salimans et al. 2016, arXiv:1606.03498)
 the classifier is D's (K+1)-way "class_logits" head with the "fake" logit dropped: the prediction is
 the argmax over the first K logits. The same works for an AC-GAN's auxiliary classifier (K logits)
-and, with --head classifier_logits, for the separate classifier of "cgan_classifier".
+and, with --net C, for the classifier network C of "cgan_classifier".
 
-Each run's D comes from its latest checkpoint, and the run's own config (stored in the checkpoint)
+Each run's D (or C) comes from its latest checkpoint, and the run's own config (stored in the checkpoint)
 says which images it never trained on: `data.holdout` = N held out the last N images of a fixed,
 seed-independent permutation (hifigan.data.memory.holdout_split), which this script rebuilds. A run
 trained without data.holdout has no test set here and is reported as an error.
@@ -27,15 +27,21 @@ from hifigan.data.memory import holdout_split, resize_uint8
 from hifigan.errors import UserError, run_main
 from hifigan.train.checkpoint import build_net, resolve
 
-HEADS = ("auto", "class_logits", "classifier_logits")
+NETS = ("auto", "D", "C")
 
 
-def load_run(run: str):
-    """(D in eval mode, the run's config) from the latest checkpoint of `run`."""
+def load_run(run: str, net: str):
+    """(D or C in eval mode, the run's config) from the latest checkpoint of `run`; auto = C when the
+    checkpoint has one, else D."""
     ckpt = resolve(run)
-    path = ckpt / "D.safetensors" if ckpt.is_dir() else ckpt
-    if not path.is_file() or path.name != "D.safetensors":
-        raise UserError(f"{run}: no D.safetensors in its checkpoint; give a run dir or checkpoint folder")
+    if not ckpt.is_dir():
+        raise UserError(f"{run}: give a run dir or checkpoint folder, not a single file")
+    if net == "auto":
+        net = "C" if (ckpt / "C.safetensors").is_file() else "D"
+    path = ckpt / f"{net}.safetensors"
+    if not path.is_file():
+        raise UserError(f"{run}: no {net}.safetensors in its checkpoint; this script needs an SGAN / AC-GAN / "
+                        f"cgan_classifier run")
     D, md = build_net(path)
     if "config" not in md:
         raise UserError(f"{path}: holds no run config, so its held-out digits are unknown; give a run dir")
@@ -55,44 +61,42 @@ def held_out(data_cfg, run: str) -> tuple[torch.Tensor, torch.Tensor, int]:
     return x, torch.from_numpy(labels[idx]), int(labels.max()) + 1
 
 
-def pick_head(D, head: str, run: str) -> str:
-    if head == "auto":
-        head = "class_logits" if getattr(D, "aux_classes", 0) else "classifier_logits"
-    size = {"class_logits": getattr(D, "aux_classes", 0),
-            "classifier_logits": getattr(D, "classifier_classes", 0)}[head]
-    if not size:
-        raise UserError(f"{run}: its D has no {head} head (aux_classes / classifier_classes is 0); "
+def classify(net, run: str):
+    """img -> class logits: C itself, or D's class_logits head."""
+    if hasattr(net, "classes"):  # a classifier network C
+        return net
+    if not getattr(net, "aux_classes", 0):
+        raise UserError(f"{run}: its D has no class_logits head (aux_classes is 0) and the run has no C; "
                         f"this script needs an SGAN / AC-GAN / cgan_classifier run")
-    if D.num_classes:
-        raise UserError(f"{run}: its D is conditional (D.num_classes = {D.num_classes}): it is told the class, "
+    if net.num_classes:
+        raise UserError(f"{run}: its D is conditional (D.num_classes = {net.num_classes}): it is told the class, "
                         f"so it cannot be scored as a classifier")
-    return head
+    return lambda img: net(img, heads=("class_logits",))["class_logits"]
 
 
 @torch.no_grad()
-def accuracy(D, head: str, x: torch.Tensor, y: torch.Tensor, num_classes: int) -> float:
-    """Share of `x` whose argmax over the first `num_classes` logits of `head` is its label."""
-    logits = torch.cat([D(chunk, heads=(head,))[head] for chunk in x.split(500)])
+def accuracy(classifier, x: torch.Tensor, y: torch.Tensor, num_classes: int) -> float:
+    """Share of `x` whose argmax over the first `num_classes` logits is its label."""
+    logits = torch.cat([classifier(chunk) for chunk in x.split(500)])
     if logits.shape[1] < num_classes:
-        raise UserError(f"D's {head} has {logits.shape[1]} logits but the data has {num_classes} classes")
+        raise UserError(f"the classifier has {logits.shape[1]} logits but the data has {num_classes} classes")
     return (logits[:, :num_classes].argmax(1) == y).float().mean().item()
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("runs", nargs="+", help="run dirs (or checkpoint folders) whose D is scored")
-    p.add_argument("--head", choices=HEADS, default="auto",
-                   help="D's classifier head; auto = class_logits (SGAN, AC-GAN) if present, else classifier_logits")
+    p.add_argument("--net", choices=NETS, default="auto",
+                   help="the classifier: D's class_logits head (SGAN, AC-GAN) or network C; auto = C if the run has one")
     args = p.parse_args(argv)
 
     def body():
         torch.set_num_threads(2)
         rows = []
         for run in args.runs:
-            D, cfg = load_run(run)
-            head = pick_head(D, args.head, run)
+            net, cfg = load_run(run, args.net)
             x, y, num_classes = held_out(cfg.data, run)
-            acc = accuracy(D, head, x, y, num_classes)
+            acc = accuracy(classify(net, run), x, y, num_classes)
             labels = "all" if cfg.data.labels_per_class is None else str(cfg.data.labels_per_class)
             rows.append((run, cfg.objective.name, labels, len(x), acc))
         print("| run | objective | labels per class | held-out digits | test accuracy |")

@@ -147,14 +147,14 @@ def measure(path: str, overrides: list[str], steps: int, warmup: int, profile: b
 
 def summarize(path, tr, cfg, times, runs, wall, steps) -> dict:
     per_step = {}  # amortized seconds per step of each phase, data excluded
-    data_per_run = times["data"] / max(sum(runs[p.name] for p in tr.phases if tr.objective.needs_real(p.name)), 1)
+    data_per_run = times["data"] / max(sum(runs[p.name] for p in tr.phases if tr.objective.reals(p.name) == "draw"), 1)
     for p in tr.phases:
         if runs[p.name]:
             mean = times[p.name] / runs[p.name]
-            if tr.objective.needs_real(p.name):
+            if tr.objective.reals(p.name) == "draw":
                 mean -= data_per_run
             per_step[p.name] = mean * p.repeats / p.every
-    data = data_per_run * sum(p.repeats for p in tr.phases if tr.objective.needs_real(p.name))
+    data = data_per_run * sum(p.repeats for p in tr.phases if tr.objective.reals(p.name) == "draw")
     phases_total = sum(times[p.name] for p in tr.phases)
     other = max(wall * steps - phases_total, 0.0) / steps
     step = sum(per_step.values()) + data + other
