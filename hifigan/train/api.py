@@ -4,10 +4,23 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from hifigan import config as config_mod
 from hifigan.config import load_config
 from hifigan.errors import UserError
+from hifigan.models import count_params
 from hifigan.train import state as run_state
-from hifigan.train.trainer import Trainer, describe
+from hifigan.train.trainer import Trainer
+
+
+def describe(trainer: Trainer) -> str:
+    """The resolved config and one parameter-count line per network (for --dry-run)."""
+    lines = [config_mod.dump(trainer.cfg).rstrip()]
+    lines += [f"{name}: {count_params(net):,} parameters" for name, net in trainer.nets.items()]
+    lines.append(f"batch: {trainer.cfg.train.batch_size} global = {trainer.backend.world} ranks x "
+                 f"{trainer.batch_gpu} x {trainer.accum} accumulation steps")
+    lines.append("phases: " + ", ".join(f"{p.name} {list(p.nets)}" + (f" every {p.every}" if p.every > 1 else "")
+                                         + (f" x{p.repeats}" if p.repeats > 1 else "") for p in trainer.phases))
+    return "\n".join(lines)
 
 
 def train(config_path: str, overrides=(), dry_run: bool = False) -> dict | None:

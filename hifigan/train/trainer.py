@@ -24,7 +24,6 @@ from hifigan import config as config_mod
 from hifigan import sampling
 from hifigan.errors import UserError
 from hifigan.kernels import dispatch
-from hifigan.models import count_params
 from hifigan.objectives import Batch
 from hifigan.registry import NETWORKS, OBJECTIVES
 from hifigan.train import state as run_state
@@ -203,7 +202,7 @@ class Trainer:
     # -- the loop ------------------------------------------------------------------------------
     def run(self) -> dict:
         b, cfg, mon = self.backend, self.cfg, self.monitor
-        resumed = run_state.resume(self)
+        resumed = self.resume()
         self.apply_stage()
         if self.nimg >= self.total_nimg:
             if b.is_main:
@@ -232,7 +231,7 @@ class Trainer:
                     self.log_metrics()
                     measured_step = self.step
                 if crossed["ckpt"]:
-                    run_state.save(self)
+                    self.save()
                     saved_step = self.step
                 mon.advance((self.nimg - before) / 1000)
                 self._stop = b.any(self._stop)
@@ -243,7 +242,7 @@ class Trainer:
             if self.metrics and measured_step != self.step and self.nimg >= self.total_nimg:
                 self.log_metrics()
             if saved_step != self.step:
-                run_state.save(self)
+                self.save()
         finally:
             self._restore_signals(handlers)
             mon.close()
@@ -265,6 +264,13 @@ class Trainer:
     def _restore_signals(handlers):
         for s, h in handlers.items():
             signal.signal(s, h)
+
+    # -- checkpoints (train/state.py) ----------------------------------------------------------
+    def save(self) -> None:
+        run_state.save(self)
+
+    def resume(self) -> bool:
+        return run_state.resume(self)
 
     # -- monitoring ----------------------------------------------------------------------------
     def log_scalars(self) -> None:
@@ -289,13 +295,3 @@ class Trainer:
         self.standing_stats()
         self.monitor.metrics(self.metrics, self.G_ema, self.nimg)
 
-
-def describe(trainer: Trainer) -> str:
-    """The resolved config and one parameter-count line per network (for --dry-run)."""
-    lines = [config_mod.dump(trainer.cfg).rstrip()]
-    lines += [f"{name}: {count_params(net):,} parameters" for name, net in trainer.nets.items()]
-    lines.append(f"batch: {trainer.cfg.train.batch_size} global = {trainer.backend.world} ranks x "
-                 f"{trainer.batch_gpu} x {trainer.accum} accumulation steps")
-    lines.append(f"phases: " + ", ".join(f"{p.name} {list(p.nets)}" + (f" every {p.every}" if p.every > 1 else "")
-                                         + (f" x{p.repeats}" if p.repeats > 1 else "") for p in trainer.phases))
-    return "\n".join(lines)
