@@ -1,24 +1,42 @@
-"""The classic D families (MLP, DCGAN): the heads interface (AC-GAN / SGAN classifier, InfoGAN Q,
-a separate classifier), which trunks each head runs, norm choices, spectral normalization, and
-today's parameter names / counts when every option is off."""
+"""The classic D families (MLP, DCGAN) and the networks of their own that used to be D heads: D's heads
+(logits, the AC-GAN / SGAN classifier, the penultimate features), InfoGAN's Q on D's features or on a trunk
+of its own, the separate classifier C, norm choices, spectral normalization, the one-line errors of the
+old D keys, and today's parameter names / counts when every option is off."""
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
+from hifigan.config import load_config
 from hifigan.errors import UserError
 from hifigan.models import count_params
 from hifigan.nn.codes import apply_codes, codes_from_normal
 from hifigan.nn.spectral import SpectralNorm, apply_spectral_norm
-from hifigan.registry import DISCRIMINATORS, GENERATORS
+from hifigan.registry import CLASSIFIERS, DISCRIMINATORS, ENCODERS, GENERATORS, Q_NETWORKS
 
 N = 4
 TINY = {"dcgan": {"resolution": 16, "width": 4}, "mlp": {"resolution": 8, "hidden": [16, 8]}}
-ALL_HEADS = {"aux_classes": 11, "q_cat": 10, "q_cont": 2, "classifier_classes": 10}
+FEATURES = {"dcgan": 8 * 4 * 4, "mlp": 8}  # TINY D's features: its 4x4 map of 8 channels; its last hidden layer
 
 
 def make_d(arch, **kw):
     torch.manual_seed(0)
     return DISCRIMINATORS.build(arch, {**TINY[arch], **kw})
+
+
+def make_q(arch, **kw):
+    torch.manual_seed(2)
+    return Q_NETWORKS.build(arch, {**TINY[arch], "q_cat": 10, "q_cont": 2, **kw})
+
+
+def make_c(arch, **kw):
+    torch.manual_seed(3)
+    return CLASSIFIERS.build(arch, {**TINY[arch], "classes": 10, **kw})
+
+
+def run_q(Q, D, img, c=None):
+    """Q the way InfoGAN's Qmain runs it: on D's features (trunk shared) or on the image (trunk own)."""
+    return Q(D(img, c, heads=("features",))["features"]) if Q.on_features else Q(img, c)
 
 
 def inputs(D):
@@ -37,6 +55,10 @@ def grads_of(module: nn.Module) -> dict:
     return {k: p.grad for k, p in module.named_parameters()}
 
 
+def param_ids(module: nn.Module) -> set:
+    return {id(p) for p in module.parameters()}
+
+
 # -- all options off: today's networks ----------------------------------------------------------
 
 DCGAN_KEYS = (["net.0.weight", "net.2.weight"]
@@ -52,12 +74,11 @@ MLP_KEYS = [f"net.{i}.{k}" for i in (0, 3, 6, 9) for k in ("weight", "bias")]
     ("mlp", {"hidden": [256, 512, 1024]}, {"hidden": [1024, 512, 256], "dropout": 0.3}, MLP_KEYS, 1_486_352, 1_460_225),
 ])
 def test_options_off_keep_todays_parameter_names_and_counts(arch, g_cfg, d_cfg, keys, n_g, n_d):
-    off = {"aux_classes": 0, "q_cat": 0, "q_cont": 0, "q_separate": False, "classifier_classes": 0,
-           "spectral_norm": False, **({"norm": "batch"} if arch == "dcgan" else {})}
+    off = {"aux_classes": 0, "spectral_norm": False, **({"norm": "batch"} if arch == "dcgan" else {})}
     D, D_off = DISCRIMINATORS.build(arch, d_cfg), DISCRIMINATORS.build(arch, {**d_cfg, **off})
     assert list(D.state_dict()) == list(D_off.state_dict()) == keys
     assert count_params(GENERATORS.build(arch, g_cfg)) == n_g and count_params(D) == n_d
-    assert not D.partial
+    assert D.partial  # always: a phase may use only D's features (InfoGAN's shared Q)
 
 
 def test_legacy_batch_norm_false_means_norm_none():
@@ -68,87 +89,163 @@ def test_legacy_batch_norm_false_means_norm_none():
         make_d("dcgan", batch_norm=True, norm="layer")
 
 
-# -- heads -----------------------------------------------------------------------------------------
+# -- D's heads; Q and C ---------------------------------------------------------------------------
 
 @pytest.mark.parametrize("arch", ["dcgan", "mlp"])
-@pytest.mark.parametrize("q_separate", [False, True])
 @pytest.mark.parametrize("num_classes", [0, 10])
-def test_every_head_has_its_shape(arch, q_separate, num_classes):
-    D = make_d(arch, **ALL_HEADS, q_separate=q_separate, num_classes=num_classes).eval()
+def test_every_head_has_its_shape(arch, num_classes):
+    D = make_d(arch, aux_classes=11, num_classes=num_classes).eval()
     img, c = inputs(D)
     out = D(img, c, heads=True)
-    assert list(out) == ["logits", "class_logits", "q_cat", "q_cont", "classifier_logits"]
+    assert list(out) == ["logits", "class_logits", "features"]
     shapes = {k: tuple(v.shape) for k, v in out.items()}
-    assert shapes == {"logits": (N,), "class_logits": (N, 11), "q_cat": (N, 10), "q_cont": (N, 2),
-                      "classifier_logits": (N, 10)}
+    assert shapes == {"logits": (N,), "class_logits": (N, 11), "features": (N, FEATURES[arch])}
     assert torch.equal(D(img, c), out["logits"])  # the plain call is unchanged
-    assert (D.aux_classes, D.q_cat, D.q_cont, D.classifier_classes, D.num_classes) == (11, 10, 2, 10, num_classes)
+    assert (D.aux_classes, D.feature_dim, D.num_classes) == (11, FEATURES[arch], num_classes)
     assert D.partial
-    sub = D(img, c, heads=("q_cont", "logits"))
-    assert list(sub) == ["logits", "q_cont"] and torch.equal(sub["q_cont"], out["q_cont"])
+    assert torch.allclose(D.class_head(out["features"]), out["class_logits"])  # the classifier reads the features
+    sub = D(img, c, heads=("features", "logits"))
+    assert list(sub) == ["logits", "features"] and torch.equal(sub["features"], out["features"])
+
+
+@pytest.mark.parametrize("arch", ["dcgan", "mlp"])
+@pytest.mark.parametrize("trunk", ["shared", "own"])
+@pytest.mark.parametrize("num_classes", [0, 10])
+def test_q_and_c_networks_give_their_outputs_shapes(arch, trunk, num_classes):
+    D = make_d(arch, num_classes=num_classes).eval()
+    Q = make_q(arch, trunk=trunk, num_classes=num_classes).eval()
+    img, c = inputs(D)
+    assert Q.on_features == (trunk == "shared") and Q.in_features == D.feature_dim
+    q = run_q(Q, D, img, c)
+    assert {k: tuple(v.shape) for k, v in q.items()} == {"q_cat": (N, 10), "q_cont": (N, 2)}
+    assert list(q) == ["q_cat", "q_cont"] and (Q.q_cat, Q.q_cont) == (10, 2)
+    only_cont = make_q(arch, trunk=trunk, num_classes=num_classes, q_cat=0, q_cont=3).eval()
+    assert {k: tuple(v.shape) for k, v in run_q(only_cont, D, img, c).items()} == {"q_cont": (N, 3)}
+    C = make_c(arch).eval()
+    assert tuple(C(img).shape) == (N, 10) and C.classes == 10
 
 
 @pytest.mark.parametrize("arch", ["dcgan", "mlp"])
 def test_only_configured_heads_are_returned_and_others_rejected(arch):
-    D = make_d(arch, q_cont=3)
+    D = make_d(arch)
     img, _ = inputs(D)
-    assert list(D(img, heads=True)) == ["logits", "q_cont"]
+    assert list(D(img, heads=True)) == ["logits", "features"]
     with pytest.raises(ValueError, match="no head 'class_logits'"):
         D(img, heads=("class_logits",))
+    with pytest.raises(ValueError, match="no head 'q_cat'"):  # Q's outputs are Q's, not D's
+        D(img, heads=("q_cat",))
 
 
 @pytest.mark.parametrize("arch", ["dcgan", "mlp"])
-def test_classifier_alone_does_not_run_the_discriminator_and_vice_versa(arch):
-    D = make_d(arch, classifier_classes=10, num_classes=10)
+def test_classifier_is_a_network_of_its_own_that_never_sees_the_label(arch):
+    D, C = make_d(arch, num_classes=10), make_c(arch)
     img, c = inputs(D)
-    d_calls, cls_calls = count_calls(D.net[0]), count_calls(D.classifier)
-    out = D(img, heads=("classifier_logits",))  # a conditional D: the classifier needs no labels
-    assert list(out) == ["classifier_logits"] and d_calls == [] and len(cls_calls) == 1
-    D(img, c)
-    D(img, c, heads=("logits",))
-    assert len(d_calls) == 2 and len(cls_calls) == 1
+    assert not param_ids(D) & param_ids(C)
+    with pytest.raises(TypeError):
+        C(img, c)  # a conditional D takes the label; C predicts it
+    F.cross_entropy(C(img), c).backward()
+    assert all(g is not None and g.abs().sum() > 0 for g in grads_of(C).values())
+    assert all(g is None for g in grads_of(D).values())
 
 
 @pytest.mark.parametrize("arch", ["dcgan", "mlp"])
-def test_separate_q_trunk_runs_alone_and_shares_no_parameter_with_logits(arch):
-    D = make_d(arch, q_cat=10, q_cont=2, q_separate=True, aux_classes=10)
+def test_own_q_trunk_shares_no_parameter_with_d_and_reads_the_label_like_d(arch):
+    D = make_d(arch, aux_classes=10, num_classes=10)
+    Q = make_q(arch, trunk="own", num_classes=10)
     img, c = inputs(D)
-    d_calls, q_calls = count_calls(D.net[0]), count_calls(D.q_net)
-    q = D(img, heads=("q_cat", "q_cont"))
-    assert d_calls == [] and len(q_calls) == 1
-    logits_path = {id(p) for m in (D.net, D.class_head) for p in m.parameters()}
-    q_path = {id(p) for m in (D.q_net, D.q_cat_head, D.q_cont_head) for p in m.parameters()}
-    assert logits_path and q_path and not logits_path & q_path
+    d_calls = count_calls(D.net[0])
+    assert not Q.on_features and Q.trunk is not None
+    assert param_ids(D) and param_ids(Q) and not param_ids(D) & param_ids(Q)
+    q = Q(img, c)
     (q["q_cat"].square().mean() + q["q_cont"].square().mean()).backward()
-    assert all(g is None for g in grads_of(D.net).values())
-    assert all(g is not None for g in grads_of(D.q_net).values())
-    D.zero_grad(set_to_none=True)
-    D(img, heads=("logits",))["logits"].square().mean().backward()
-    assert len(q_calls) == 1 and all(g is None for g in grads_of(D.q_net).values())
+    assert d_calls == [] and all(g is None for g in grads_of(D).values())
+    assert all(g is not None and g.abs().sum() > 0 for g in grads_of(Q).values())
+    Q.eval()
+    with torch.no_grad():
+        assert not torch.allclose(Q(img, c)["q_cat"], Q(img, (c + 1) % 10)["q_cat"])
 
 
 @pytest.mark.parametrize("arch", ["dcgan", "mlp"])
-def test_shared_q_heads_sit_on_the_discriminator_trunk(arch):
-    D = make_d(arch, q_cat=10)
+def test_shared_q_reads_d_features_and_its_gradient_reaches_d_trunk_only(arch):
+    D, Q = make_d(arch, aux_classes=10), make_q(arch, trunk="shared")
     img, _ = inputs(D)
     d_calls = count_calls(D.net[0])
-    D(img, heads=("q_cat",)).get("q_cat").square().mean().backward()
-    assert len(d_calls) == 1 and D.q_net is None
-    assert D.net[0].weight.grad is not None and D.net[-1].weight.grad is None  # trunk yes, logit layer no
+    assert Q.on_features and Q.trunk is None and Q.in_features == D.feature_dim
+    assert {k for k, _ in Q.named_parameters()} == {f"{h}.{k}" for h in ("q_cat_head", "q_cont_head")
+                                                    for k in ("weight", "bias")}  # just the heads
+    q = Q(D(img, heads=("features",))["features"])
+    (q["q_cat"].square().mean() + q["q_cont"].square().mean()).backward()
+    assert len(d_calls) == 1
+    assert D.net[0].weight.grad is not None and D.net[0].weight.grad.abs().sum() > 0  # D's trunk learns from Q
+    assert D.net[-1].weight.grad is None and D.class_head.weight.grad is None  # the logit layer, class head: no
+    assert all(g is not None and g.abs().sum() > 0 for g in grads_of(Q).values())
 
 
 @pytest.mark.parametrize("arch", ["dcgan", "mlp"])
 @pytest.mark.parametrize("spectral_norm", [False, True])
-def test_gradients_reach_every_parameter_of_the_heads_used(arch, spectral_norm):
-    D = make_d(arch, **ALL_HEADS, q_separate=True, spectral_norm=spectral_norm)
+def test_gradients_reach_every_parameter_of_the_heads_and_networks_used(arch, spectral_norm):
+    D = make_d(arch, aux_classes=11, spectral_norm=spectral_norm)
+    Q = make_q(arch, trunk="own", spectral_norm=spectral_norm)
     img, c = inputs(D)
     sum(v.square().mean() for v in D(img, c, heads=True).values()).backward()
-    missing = [k for k, g in grads_of(D).items() if g is None or not g.abs().sum() > 0]
-    assert missing == []
+    sum(v.square().mean() for v in Q(img).values()).backward()
+    for net in (D, Q):
+        missing = [k for k, g in grads_of(net).items() if g is None or not g.abs().sum() > 0]
+        assert missing == []
     D.zero_grad(set_to_none=True)
-    D(img, heads=("classifier_logits",))["classifier_logits"].square().mean().backward()
+    D(img, heads=("features",))["features"].square().mean().backward()
     used = {k for k, g in grads_of(D).items() if g is not None}
-    assert used == {f"classifier.{k}" for k, _ in D.classifier.named_parameters()}
+    logit_layer = f"net.{len(D.net) - 1}."
+    assert used and used == {k for k in grads_of(D) if not k.startswith(("class_head.", logit_layer))}
+
+
+# -- config errors --------------------------------------------------------------------------------
+
+def test_bad_d_q_and_c_options_fail_with_the_key_and_the_fix():
+    for kw, msg in [({"norm": "instance"}, "not allowed"), ({"aux_classes": 1}, "aux_classes must be 0")]:
+        with pytest.raises(UserError, match=msg):
+            make_d("dcgan", **kw)
+    for kw, msg in [({"q_cat": 1}, "q_cat must be 0 or >= 2"), ({"q_cont": -1}, "q_cont >= 0"),
+                    ({"q_cat": 0, "q_cont": 0}, "at least one code"), ({"trunk": "separate"}, "trunk must be shared")]:
+        for arch in ("dcgan", "mlp"):
+            with pytest.raises(UserError, match=msg):
+                make_q(arch, **kw)
+    with pytest.raises(UserError, match="not allowed"):
+        make_q("dcgan", norm="instance")
+    for arch in ("dcgan", "mlp"):
+        with pytest.raises(UserError, match="classes must be >= 2"):
+            make_c(arch, classes=1)
+
+
+@pytest.mark.parametrize("d, key, says, fix", [
+    ({"arch": "dcgan", "q_cat": 10}, "D.q_cat", "InfoGAN's Q is network Q now", "optim.Q"),
+    ({"arch": "mlp", "q_cont": 2}, "D.q_cont", "InfoGAN's Q is network Q now", "trunk: shared"),
+    ({"arch": "dcgan", "q_separate": True}, "D.q_separate", "InfoGAN's Q is network Q now", "own"),
+    ({"arch": "mlp", "classifier_classes": 10}, "D.classifier_classes", "the separate classifier is network C now",
+     "optim.C"),
+    ({"arch": "vae_encoder"}, "D.arch", "the VAE encoder is network E now", "optim.E"),
+])
+def test_old_d_keys_and_the_vae_encoder_say_in_one_line_where_they_moved(d, key, says, fix):
+    with pytest.raises(UserError) as e:
+        load_config(None, mapping={"D": d})
+    text = str(e.value)
+    assert text.startswith(f"config: {key}: ") and says in text and fix in text and "\n" not in text
+
+
+def test_the_registry_says_where_d_keys_and_the_vae_encoder_moved():
+    with pytest.raises(UserError, match="discriminator 'vae_encoder': the VAE encoder is network E now"):
+        DISCRIMINATORS.build("vae_encoder", {})
+    assert "vae_encoder" not in DISCRIMINATORS.names() and "dcgan" in ENCODERS.names()
+    E = ENCODERS.build("dcgan", {"resolution": 16, "width": 4, "z_dim": 5})
+    mu, logvar = E(torch.randn(N, 1, 16, 16))
+    assert mu.shape == logvar.shape == (N, 5)
+    for arch in ("dcgan", "mlp"):
+        with pytest.raises(UserError, match="q_cat: InfoGAN's Q is network Q now"):
+            make_d(arch, q_cat=10)
+        with pytest.raises(UserError, match="classifier_classes: the separate classifier is network C now"):
+            make_d(arch, classifier_classes=10)
+        with pytest.raises(UserError, match="unknown key"):  # a plain typo is still a typo
+            make_d(arch, aux_clases=10)
 
 
 # -- norms -----------------------------------------------------------------------------------------
@@ -164,15 +261,6 @@ def test_norm_none_has_no_batch_norm_and_layer_norm_is_per_sample():
     assert not torch.allclose(B(img)[:1], B(img[:1]), atol=1e-6)  # batch norm does mix them
 
 
-def test_bad_d_options_fail_with_the_key_and_the_fix():
-    for kw, msg in [({"norm": "instance"}, "not allowed"), ({"aux_classes": 1}, "aux_classes must be 0"),
-                    ({"q_cont": -1}, "q_cont must be >= 0"), ({"q_separate": True}, "q_separate needs Q heads")]:
-        with pytest.raises(UserError, match=msg):
-            make_d("dcgan", **kw)
-    with pytest.raises(UserError, match="classifier_classes must be 0"):
-        make_d("mlp", classifier_classes=-2)
-
-
 # -- spectral normalization --------------------------------------------------------------------
 
 def _sn_layers(D):
@@ -180,18 +268,23 @@ def _sn_layers(D):
 
 
 @pytest.mark.parametrize("arch", ["dcgan", "mlp"])
-def test_spectral_norm_gives_every_weight_unit_spectral_norm(arch):
-    D = make_d(arch, spectral_norm=True, norm="none", aux_classes=10, q_cat=4) if arch == "dcgan" else \
-        make_d(arch, spectral_norm=True, aux_classes=10, q_cat=4)
-    wrapped = _sn_layers(D)
-    plain = [m for m in D.modules() if type(m) in (nn.Linear, nn.Conv2d)]
-    assert len(wrapped) == len(plain)  # every conv / linear of D and its heads
+@pytest.mark.parametrize("trunk", ["shared", "own"])
+def test_spectral_norm_gives_every_weight_of_d_and_q_unit_spectral_norm(arch, trunk):
+    norm = {"norm": "none"} if arch == "dcgan" else {}
+    D = make_d(arch, spectral_norm=True, aux_classes=10, **norm)
+    Q = make_q(arch, spectral_norm=True, trunk=trunk, q_cat=4, **norm)
+    wrapped = []
+    for net in (D, Q):
+        plain = [m for m in net.modules() if type(m) in (nn.Linear, nn.Conv2d)]
+        assert len(_sn_layers(net)) == len(plain) > 0  # every conv / linear of D and its heads, of Q and its trunk
+        wrapped += _sn_layers(net)
     with torch.no_grad():
         for m in wrapped:  # a deliberately large weight, far from sigma = 1
             m.module.weight.mul_(7.0)
         img, _ = inputs(D)
         for _ in range(60):  # one power iteration per training forward
             D(img, heads=True)
+            run_q(Q, D, img)
     for m in wrapped:
         w = m.weight().detach().flatten(1)
         assert torch.linalg.matrix_norm(w, ord=2).item() == pytest.approx(1.0, abs=2e-3)
@@ -214,14 +307,14 @@ def test_spectral_norm_power_iteration_converges_from_a_random_start():
 
 @pytest.mark.parametrize("arch", ["dcgan", "mlp"])
 def test_spectral_norm_u_v_survive_a_state_dict_round_trip(arch):
-    D = make_d(arch, spectral_norm=True, q_cont=2)
+    D = make_d(arch, spectral_norm=True, aux_classes=3)
     img, c = inputs(D)
     for _ in range(3):
         D(img, heads=True)
     state = D.state_dict()
     assert "net.0.u" in state and "net.0.v" in state and "net.0.module.weight" in state
     torch.manual_seed(123)  # a fresh net: other weights and other u, v
-    fresh = DISCRIMINATORS.build(arch, {**TINY[arch], "spectral_norm": True, "q_cont": 2})
+    fresh = DISCRIMINATORS.build(arch, {**TINY[arch], "spectral_norm": True, "aux_classes": 3})
     assert not torch.equal(fresh.state_dict()["net.0.u"], state["net.0.u"])
     fresh.load_state_dict(state)
     D.eval(), fresh.eval()

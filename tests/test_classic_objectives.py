@@ -1,7 +1,9 @@
 """The classic objectives against independent computations: LSGAN and WGAN losses by hand, weight
 clipping after a real trainer step, WGAN-GP's per-sample interpolation, InfoGAN's mutual-information
-bound, SGAN's K+1-class losses, cGAN + classifier's C phase, AC-GAN's class terms; and the few-labels /
-held-out data options. Networks are tiny fakes with the documented D heads interface."""
+bound with Q on D's features or on a trunk of its own, SGAN's K+1-class losses, cGAN + classifier's C phase and
+C in G's loss, AC-GAN's class terms, the network checks each objective makes once at build (`check(nets,
+phases)`); and the few-labels / held-out data options. Networks are tiny fakes with the documented interfaces
+of D (heads logits, class_logits, features), Q and C."""
 import math
 
 import numpy as np
@@ -23,9 +25,11 @@ from hifigan.objectives.infogan import InfoGANObjective, mi_lower_bound
 from hifigan.objectives.sgan import SGANObjective, sgan_d_losses, sgan_g_loss
 from hifigan.objectives.wgan import WGANGPObjective, WGANObjective, critic_loss, g_wasserstein
 from hifigan.registry import OBJECTIVES
+from hifigan.train.phases import Phase
 from hifigan.train.sampler import SharedRandom
 
 PIX = 16  # fake images are [N, 1, 4, 4]
+FEAT = 5  # FakeD's feature width
 
 
 class FakeG(nn.Module):
@@ -49,27 +53,67 @@ class FakeG(nn.Module):
 
 
 class FakeD(nn.Module):
-    """A linear head per documented output on the flattened image; records (img, c, heads) per call."""
+    """features = tanh(a linear trunk on the flattened image); a linear head per documented output on the
+    features; records (img, c, heads) per call."""
 
-    def __init__(self, num_classes=0, aux_classes=0, q_cat=0, q_cont=0, classifier_classes=0):
+    def __init__(self, num_classes=0, aux_classes=0, feature_dim=FEAT):
         super().__init__()
-        self.num_classes, self.aux_classes, self.q_cat, self.q_cont = num_classes, aux_classes, q_cat, q_cont
-        self.classifier_classes = classifier_classes
-        sizes = {"logits": 1, "class_logits": aux_classes, "q_cat": q_cat, "q_cont": q_cont,
-                 "classifier_logits": classifier_classes}
-        self.heads = nn.ModuleDict({k: nn.Linear(PIX, n) for k, n in sizes.items() if n})
+        self.num_classes, self.aux_classes, self.feature_dim = num_classes, aux_classes, feature_dim
+        self.partial = True
+        self.trunk = nn.Linear(PIX, feature_dim)
+        sizes = {"logits": 1, "class_logits": aux_classes}
+        self.heads = nn.ModuleDict({k: nn.Linear(feature_dim, n) for k, n in sizes.items() if n})
         self.calls = []
 
     def head(self, name, img):
-        out = self.heads[name](img.flatten(1))
+        h = torch.tanh(self.trunk(img.flatten(1)))
+        if name == "features":
+            return h
+        out = self.heads[name](h)
         return out.flatten() if name == "logits" else out
 
     def forward(self, img, c=None, heads=False):
         self.calls.append((img, c, heads))
         if not heads:
             return self.head("logits", img)
-        names = tuple(self.heads) if heads is True else heads
+        names = (*self.heads, "features") if heads is True else heads
         return {k: self.head(k, img) for k in names}
+
+
+class FakeQ(nn.Module):
+    """InfoGAN's Q: linear heads on D's features (trunk shared) or on tanh(a linear trunk of its own on the
+    image) (trunk own); records its input per call."""
+    num_classes = 0
+
+    def __init__(self, q_cat=0, q_cont=0, trunk="shared", in_features=FEAT):
+        super().__init__()
+        self.q_cat, self.q_cont = q_cat, q_cont
+        self.on_features, self.in_features = trunk == "shared", in_features
+        self.trunk = None if self.on_features else nn.Linear(PIX, in_features)
+        sizes = {"q_cat": q_cat, "q_cont": q_cont}
+        self.heads = nn.ModuleDict({k: nn.Linear(in_features, n) for k, n in sizes.items() if n})
+        self.calls = []
+
+    def head(self, name, x):
+        return self.heads[name](x if self.trunk is None else torch.tanh(self.trunk(x.flatten(1))))
+
+    def forward(self, x, c=None):
+        self.calls.append(x)
+        return {k: self.head(k, x) for k in self.heads}
+
+
+class FakeC(nn.Module):
+    """The classifier C: one linear layer on the flattened image; records its input per call."""
+
+    def __init__(self, classes=3):
+        super().__init__()
+        self.classes = classes
+        self.net = nn.Linear(PIX, classes)
+        self.calls = []
+
+    def forward(self, img):
+        self.calls.append(img)
+        return self.net(img.flatten(1))
 
 
 def make_batch(n=8, img=None, c=None, seed=0):
@@ -80,6 +124,11 @@ def make_batch(n=8, img=None, c=None, seed=0):
 
 def reals(n=8, seed=1):
     return torch.rand(n, 1, 4, 4, generator=torch.Generator().manual_seed(seed)) * 2 - 1
+
+
+def schedule(obj, **nets):
+    """The objective's default phases as the trainer hands them to check(); nets= overrides a phase's nets."""
+    return [Phase(p.name, tuple(nets.get(p.name, p.nets)), p.every, p.repeats) for p in obj.default_phases]
 
 
 # ---------------------------------------------------------------- LSGAN, WGAN
@@ -187,20 +236,29 @@ def test_mi_lower_bound_of_a_fixed_q_matches_the_closed_form():
     assert got.item() == pytest.approx(expect, rel=1e-12)
 
 
-def test_infogan_qmain_codes_layout_and_losses_reach_g_and_q_only():
+@pytest.mark.parametrize("trunk", ["shared", "own"])
+def test_infogan_qmain_codes_layout_and_losses_reach_g_q_and_only_a_shared_trunk_of_d(trunk):
     obj = InfoGANObjective(OBJECTIVES.config("infogan", {"cat": 3, "cont": 2, "lambda_cont": 0.5}))
     assert [(p.name, tuple(p.nets)) for p in obj.default_phases] == [
-        ("Dmain", ("D",)), ("Gmain", ("G",)), ("Qmain", ("G", "D"))]
-    G, D = FakeG(z_dim=9, code_cat=3, code_cont=2), FakeD(q_cat=3, q_cont=2)
-    losses, stats = obj("Qmain", {"G": G, "D": D}, make_batch(16))
+        ("Dmain", ("D",)), ("Gmain", ("G",)), ("Qmain", ("G", "D", "Q"))]
+    assert obj.reals("Qmain") == "" and obj.reals("Dmain") == "draw"
+    G, D, Q = FakeG(z_dim=9, code_cat=3, code_cont=2), FakeD(), FakeQ(3, 2, trunk)
+    nets = {"G": G, "D": D, "Q": Q}
+    obj.check(nets, schedule(obj, Qmain=("G", "D", "Q") if trunk == "shared" else ("G", "Q")))
+    losses, stats = obj("Qmain", nets, make_batch(16))
     z = G.calls[-1][0]
     onehot, cont = z[:, 4:7], z[:, 7:]
     assert torch.equal(onehot.sum(1), torch.ones(16)) and set(onehot.unique().tolist()) == {0.0, 1.0}
     assert cont.min() >= -1 and cont.max() <= 1
-    img, _, heads = D.calls[-1]
-    assert heads == ("q_cat", "q_cont")
-    with torch.no_grad():
-        q_cat, q_cont = D.head("q_cat", img), D.head("q_cont", img)
+    with torch.no_grad():  # by hand: G's image, D's features of it (shared), Q's heads
+        img = torch.tanh(z @ G.A).reshape(-1, 1, 4, 4)
+        q_in = torch.tanh(img.flatten(1) @ D.trunk.weight.T + D.trunk.bias) if trunk == "shared" else img
+        q_cat, q_cont = Q.head("q_cat", q_in), Q.head("q_cont", q_in)
+    if trunk == "shared":
+        assert len(D.calls) == 1 and D.calls[0][2] == ("features",) and torch.allclose(D.calls[0][0], img)
+    else:
+        assert D.calls == []
+    assert len(Q.calls) == 1 and torch.allclose(Q.calls[0], q_in)
     code = onehot.argmax(1)
     assert losses["info_cat"].item() == pytest.approx(F.cross_entropy(q_cat, code).item(), rel=1e-6)
     assert losses["info_cont"].item() == pytest.approx(0.5 * 0.5 * (q_cont - cont).square().sum(1).mean().item(),
@@ -208,20 +266,43 @@ def test_infogan_qmain_codes_layout_and_losses_reach_g_and_q_only():
     assert stats["mi_cat"].item() == pytest.approx(math.log(3) - F.cross_entropy(q_cat, code).item(), abs=1e-6)
     sum(losses.values()).backward()
     assert G.A.grad.abs().sum() > 0
-    assert D.heads["q_cat"].weight.grad.abs().sum() > 0 and D.heads["q_cont"].weight.grad.abs().sum() > 0
-    assert D.heads["logits"].weight.grad is None
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in Q.parameters())
+    if trunk == "shared":  # D's trunk learns from the information loss, its logit head does not
+        assert D.trunk.weight.grad.abs().sum() > 0 and D.heads["logits"].weight.grad is None
+    else:
+        assert all(p.grad is None for p in D.parameters())
 
 
-def test_infogan_rejects_a_d_without_matching_q_heads():
+def test_infogan_check_rejects_q_heads_or_g_codes_that_do_not_match_the_objective():
     obj = InfoGANObjective(OBJECTIVES.config("infogan", {"cat": 3, "cont": 2}))
-    with pytest.raises(UserError, match="q_cat"):
-        obj("Qmain", {"G": FakeG(z_dim=9, code_cat=3, code_cont=2), "D": FakeD(q_cat=3)}, make_batch())
+    ok = {"G": FakeG(z_dim=9, code_cat=3, code_cont=2), "D": FakeD(), "Q": FakeQ(3, 2)}
+    obj.check(ok, schedule(obj))
+    for nets, msg in [({"Q": FakeQ(3, 0)}, r"needs Q.q_cat = 3 and Q.q_cont = 2 \(got 3, 0\)"),
+                      ({"Q": FakeQ(4, 2)}, r"needs Q.q_cat = 3 and Q.q_cont = 2 \(got 4, 2\)"),
+                      ({"Q": FakeQ(3, 2, in_features=FEAT + 1)}, r"reads D's features \(5 wide\), but Q expects 6"),
+                      ({"G": FakeG(z_dim=9)}, "needs G.code_cat = 3 and G.code_cont = 2"),
+                      ({"G": FakeG(z_dim=5, code_cat=3, code_cont=2)}, r"G.z_dim \(5\) must hold the codes")]:
+        with pytest.raises(UserError, match=msg):
+            obj.check({**ok, **nets}, schedule(obj))
+    # a Q with a trunk of its own never reads D's features: their widths need not agree
+    obj.check({**ok, "Q": FakeQ(3, 2, "own", in_features=FEAT + 1)}, schedule(obj, Qmain=("G", "Q")))
 
 
-def test_infogan_rejects_a_g_that_does_not_know_its_codes():
+def test_infogan_qmain_trains_d_exactly_when_q_shares_its_trunk():
     obj = InfoGANObjective(OBJECTIVES.config("infogan", {"cat": 3, "cont": 2}))
-    with pytest.raises(UserError, match="G.code_cat = 3 and G.code_cont = 2"):
-        obj("Qmain", {"G": FakeG(z_dim=9), "D": FakeD(q_cat=3, q_cont=2)}, make_batch())
+    G, D = FakeG(z_dim=9, code_cat=3, code_cont=2), FakeD()
+    shared, own = {"G": G, "D": D, "Q": FakeQ(3, 2)}, {"G": G, "D": D, "Q": FakeQ(3, 2, "own")}
+    obj.check(shared, schedule(obj))
+    obj.check(own, schedule(obj, Qmain=("G", "Q")))
+    with pytest.raises(UserError, match=r"phases.2.nets: Q reads D's features .* list \[G, D, Q\]"):
+        obj.check(shared, schedule(obj, Qmain=("G", "Q")))
+    with pytest.raises(UserError, match=r"phases.2.nets: Q has a trunk of its own.* list \[G, Q\]"):
+        obj.check(own, schedule(obj))
+    with pytest.raises(UserError, match="phases.2: phase Qmain of objective 'infogan' needs network Q"):
+        obj.check({"G": G, "D": D}, schedule(obj))
+    with pytest.raises(UserError, match="phase Qmain of objective 'infogan' cannot train C"):
+        obj.check({**shared, "C": FakeC()}, schedule(obj, Qmain=("G", "C")))
+    assert G.calls == [] and D.calls == []  # checking runs no network
 
 
 # ---------------------------------------------------------------- SGAN
@@ -255,40 +336,63 @@ def test_sgan_objective_scores_the_k_plus_1_head_of_an_unconditional_d():
     for k in ("sup", "real", "fake"):
         assert losses[k].item() == pytest.approx(expect[k].item(), rel=1e-6)
     assert 0 <= stats["acc_labeled"].item() <= 1
+    obj.check({"G": G, "D": D}, schedule(obj))
     with pytest.raises(UserError, match="unconditional"):
-        obj("Dmain", {"G": G, "D": FakeD(num_classes=3, aux_classes=4)}, make_batch(6, img=x, c=c))
+        obj.check({"G": G, "D": FakeD(num_classes=3, aux_classes=4)}, schedule(obj))
+    with pytest.raises(UserError, match="needs D.aux_classes = K \\+ 1"):
+        obj.check({"G": G, "D": FakeD()}, schedule(obj))
 
 
 # ---------------------------------------------------------------- cGAN + classifier, AC-GAN
 
-def test_cgan_classifier_c_phase_uses_only_real_images_labels_and_the_classifier_head():
+def test_cgan_classifier_c_phase_uses_only_real_images_labels_and_c_and_trains_only_c():
     obj = CGANClassifierObjective(OBJECTIVES.config("cgan_classifier", {}))
-    assert "Cmain" in obj.real_phases and obj.needs_real("Cmain")
-    G, D, x = FakeG(num_classes=3), FakeD(classifier_classes=3), reals()
+    assert obj.reals("Cmain") == "draw" and obj.phases["Cmain"].trains == ("C",)
+    assert [(p.name, tuple(p.nets)) for p in obj.default_phases] == [("Dmain", ("D",)), ("Cmain", ("C",)),
+                                                                     ("Gmain", ("G",))]
+    G, D, C, x = FakeG(num_classes=3), FakeD(), FakeC(3), reals()
+    nets = {"G": G, "D": D, "C": C}
+    obj.check(nets, schedule(obj))
+    with pytest.raises(UserError, match=r"phases.1.nets: phase Cmain .* cannot train D \(it trains C\)"):
+        obj.check(nets, schedule(obj, Cmain=("C", "D")))
     c = torch.tensor([0, 1, 2, 0, 1, 2, 0, -1])
-    losses, _ = obj("Cmain", {"G": G, "D": D}, make_batch(img=x, c=c))
-    assert G.calls == []
-    assert len(D.calls) == 1 and D.calls[0][0] is x and D.calls[0][2] == ("classifier_logits",)
+    losses, _ = obj("Cmain", nets, make_batch(img=x, c=c))
+    assert G.calls == [] and D.calls == []
+    assert len(C.calls) == 1 and C.calls[0] is x
     with torch.no_grad():
-        logits = D.head("classifier_logits", x)
+        logits = C.net(x.flatten(1))
     assert losses["cls_real"].item() == pytest.approx(F.cross_entropy(logits[:7], c[:7]).item(), rel=1e-6)
     losses["cls_real"].backward()
-    assert D.heads["classifier_logits"].weight.grad.abs().sum() > 0 and D.heads["logits"].weight.grad is None
+    assert C.net.weight.grad.abs().sum() > 0
+    assert all(p.grad is None for net in (G, D) for p in net.parameters())
 
 
 def test_cgan_classifier_g_loss_classifies_g_of_z_c_as_the_requested_c():
     obj = CGANClassifierObjective(OBJECTIVES.config("cgan_classifier", {"adversarial": "wgan", "class_weight": 2.0}))
-    G, D = FakeG(num_classes=3), FakeD(classifier_classes=3)
-    losses, _ = obj("Gmain", {"G": G, "D": D}, make_batch())
+    G, D, C = FakeG(num_classes=3), FakeD(), FakeC(3)
+    losses, _ = obj("Gmain", {"G": G, "D": D, "C": C}, make_batch())
     _, c = G.calls[-1]
     img = D.calls[-1][0]
+    assert len(C.calls) == 1 and C.calls[0] is img  # C judges the very fake D scores
     with torch.no_grad():
-        ce = F.cross_entropy(D.head("classifier_logits", img), c)
+        ce = F.cross_entropy(C.net(img.flatten(1)), c)
         adv = -D.head("logits", img).mean()
     assert losses["cls"].item() == pytest.approx(2.0 * ce.item(), rel=1e-6)
     assert losses["adv"].item() == pytest.approx(adv.item(), rel=1e-6)
-    with pytest.raises(UserError, match="classifier_classes"):
-        obj("Gmain", {"G": G, "D": FakeD()}, make_batch())
+    losses["cls"].backward()
+    assert G.A.grad.abs().sum() > 0  # the class loss reaches G through the fake
+
+
+def test_cgan_classifier_check_needs_a_conditional_g_and_a_c_with_its_classes():
+    obj = CGANClassifierObjective(OBJECTIVES.config("cgan_classifier", {}))
+    ok = {"G": FakeG(num_classes=3), "D": FakeD(), "C": FakeC(3)}
+    obj.check(ok, schedule(obj))
+    with pytest.raises(UserError, match=r"needs C.classes = G.num_classes \(3\), got 4"):
+        obj.check({**ok, "C": FakeC(4)}, schedule(obj))
+    with pytest.raises(UserError, match="needs a conditional G"):
+        obj.check({**ok, "G": FakeG(), "C": FakeC(2)}, schedule(obj))
+    with pytest.raises(UserError, match="phases.1: phase Cmain of objective 'cgan_classifier' needs network C"):
+        obj.check({"G": ok["G"], "D": ok["D"]}, schedule(obj))
 
 
 def test_acgan_d_loss_is_source_bce_plus_class_ce_on_reals_and_fakes():
@@ -306,8 +410,9 @@ def test_acgan_d_loss_is_source_bce_plus_class_ce_on_reals_and_fakes():
     assert set(losses) == set(expect)
     for k, v in expect.items():
         assert losses[k].item() == pytest.approx(v.item(), rel=1e-5)
-    with pytest.raises(UserError, match="aux_classes"):
-        obj("Dmain", {"G": G, "D": FakeD(aux_classes=4)}, make_batch(img=x, c=c_real))
+    obj.check({"G": G, "D": D}, schedule(obj))
+    with pytest.raises(UserError, match=r"needs D.aux_classes = G.num_classes \(3\), got 4"):
+        obj.check({"G": G, "D": FakeD(aux_classes=4)}, schedule(obj))
 
 
 # ---------------------------------------------------------------- few labels, held-out images
