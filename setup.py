@@ -1,16 +1,18 @@
-from setuptools import setup
+from setuptools import find_packages, setup
+
+# kernels/ lives at the top level but installs as hifigan.kernels, never as a package `kernels`;
+# its CUDA sources are package data, JIT-built on first use.
+KERNELS = ["hifigan.kernels"] + [f"hifigan.kernels.{name}" for name in find_packages("kernels")]
+PACKAGES = find_packages(include=["hifigan", "hifigan.*"], exclude=["hifigan.kernels", "hifigan.kernels.*"]) + KERNELS
 
 setup(
     name="hifigan",
     version="0.1.0",
     description="Distributed, scalable PyTorch training of high-resolution GANs",
     python_requires=">=3.10",
-    packages=["hifigan", "hifigan.nn", "hifigan.models", "hifigan.objectives", "hifigan.train",
-              "hifigan.data", "hifigan.metrics", "hifigan.kernels", "hifigan.kernels.bias_act",
-              "hifigan.kernels.modconv", "hifigan.kernels.upfirdn2d"],
-    # kernels/ lives at the top level but installs as hifigan.kernels, never as a package `kernels`
+    packages=PACKAGES,
     package_dir={"hifigan": "hifigan", "hifigan.kernels": "kernels"},
-    package_data={"hifigan.kernels.bias_act": ["cuda/*.cu", "cuda/*.cpp"]},  # JIT-built on first use
+    package_data={name: ["cuda/*.cu", "cuda/*.cpp"] for name in KERNELS},
     install_requires=[
         "torch>=2.3,<3",
         "accelerate>=0.30",

@@ -28,7 +28,6 @@ import argparse
 import gc
 import importlib.metadata
 import math
-import os
 import platform
 import statistics
 import sys
@@ -41,6 +40,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from hifigan.io import atomic_write  # noqa: E402
 from hifigan.kernels.bias_act import bias_act, bias_act_reference  # noqa: E402
 from hifigan.kernels.dispatch import KernelUnavailable  # noqa: E402
 from hifigan.kernels.modconv import modulated_conv2d  # noqa: E402
@@ -407,13 +407,6 @@ def parse_args(argv=None):
     return args
 
 
-def write_atomic(path: str, text: str) -> None:
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "w") as fh:
-        fh.write(text)
-    os.replace(tmp, path)
-
-
 def main(argv=None) -> int:
     args = parse_args(argv)
     bn = Bench(args)
@@ -430,7 +423,8 @@ def main(argv=None) -> int:
     summary = [""] + targets(bn, args)
     print("\n".join(summary), flush=True)
     if args.out:
-        write_atomic(args.out, "\n".join(lines + summary) + "\n")
+        text = "\n".join(lines + summary) + "\n"
+        atomic_write(args.out, lambda tmp: Path(tmp).write_text(text))
     return 0
 
 

@@ -28,7 +28,7 @@ def main(argv=None) -> int:
     def body():
         import torch
         from hifigan.metrics import build_metrics, evaluate
-        from hifigan.sample import load_generator
+        from hifigan.checkpoint import load_generator
         torch.set_num_threads(2)
         Gs = [(r, load_generator(r)) for r in args.runs]  # every path checked before any sampling
         metric = build_metrics(["mnist_fd"], args.samples, Gs[0][1])[0]

@@ -25,7 +25,7 @@ from hifigan.config import load_config, loads
 from hifigan.data.builtin import load_mnist
 from hifigan.data.memory import holdout_split, resize_uint8
 from hifigan.errors import UserError, run_main
-from hifigan.train.checkpoint import build_net, resolve
+from hifigan.checkpoint import build_net, resolve
 
 NETS = ("auto", "D", "C")
 

@@ -131,16 +131,15 @@ def table(results: dict) -> str:
 
 
 def write(results: dict) -> None:
-    tmp = RESULTS.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(results, indent=1, sort_keys=True))
-    os.replace(tmp, RESULTS)
+    from hifigan.io import atomic_write
+    text = json.dumps(results, indent=1, sort_keys=True)
+    atomic_write(RESULTS, lambda tmp: Path(tmp).write_text(text))
     md = ROOT / "docs" / "results.md"
     text = md.read_text() if md.exists() else "# Results\n\n<!-- zoo-table -->\n<!-- /zoo-table -->\n"
     head, _, rest = text.partition("<!-- zoo-table -->")
     _, _, tail = rest.partition("<!-- /zoo-table -->")
-    tmp = md.with_suffix(".md.tmp")
-    tmp.write_text(f"{head}<!-- zoo-table -->\n{table(results)}\n<!-- /zoo-table -->{tail}")
-    os.replace(tmp, md)
+    text = f"{head}<!-- zoo-table -->\n{table(results)}\n<!-- /zoo-table -->{tail}"
+    atomic_write(md, lambda tmp: Path(tmp).write_text(text))
 
 
 def main(argv=None) -> int:

@@ -18,7 +18,7 @@ import argparse
 import sys
 
 from hifigan.errors import run_main
-from hifigan.sample import NOISE_MODES, generate_from_checkpoint
+from hifigan.sampling import NOISE_MODES, GenerateOptions, generate_from_checkpoint
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -61,13 +61,17 @@ def parse_args(argv=None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+def options(a: argparse.Namespace) -> GenerateOptions:
+    return GenerateOptions(seeds=a.seeds, cls=a.cls, batch_size=a.batch, device=a.device, psi=a.trunc,
+                           cutoff=a.trunc_cutoff, noise_mode=a.noise_mode, mix_rows=a.mix_rows, mix_cols=a.mix_cols,
+                           mix_styles=a.mix_styles, interp=a.interp, space=a.space,
+                           frames_per_seed=a.frames_per_seed, video=a.video, fps=a.fps, loop=a.loop,
+                           codes=a.codes, code_rows=a.code_rows, code_span=a.code_span, code_steps=a.code_steps)
+
+
 def main(argv=None) -> int:
     a = parse_args(argv)
-    return run_main(generate_from_checkpoint, a.checkpoint, a.seeds, a.out, a.cls, a.batch, a.device,
-                    psi=a.trunc, cutoff=a.trunc_cutoff, noise_mode=a.noise_mode, mix_rows=a.mix_rows,
-                    mix_cols=a.mix_cols, mix_styles=a.mix_styles, interp=a.interp, space=a.space,
-                    frames_per_seed=a.frames_per_seed, video=a.video, fps=a.fps, loop=a.loop,
-                    codes=a.codes, code_rows=a.code_rows, code_span=a.code_span, code_steps=a.code_steps)
+    return run_main(generate_from_checkpoint, a.checkpoint, a.out, options(a))
 
 
 if __name__ == "__main__":

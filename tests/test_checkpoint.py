@@ -47,7 +47,7 @@ def test_generator_rebuilds_in_a_fresh_process(trained_run):
     ck = latest_ckpt(trained_run)
     code = (
         "import sys, torch, json\n"
-        "from hifigan.train.checkpoint import build_net\n"
+        "from hifigan.checkpoint import build_net\n"
         "from pathlib import Path\n"
         "G, md = build_net(Path(sys.argv[1]) / 'G_ema.safetensors')\n"
         "G.eval()\n"

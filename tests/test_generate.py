@@ -1,7 +1,8 @@
 """Sampling for StyleGAN-family generators: truncation, style mixing, interpolation videos, CLI errors.
 
 The style-based generator is a tiny module defined here that follows the interface the StyleGAN
-models implement (mapping / synthesis / w_avg / num_ws), so these tests do not depend on them.
+models implement (mapping / synthesis / w_avg / num_ws), so these tests do not depend on them; it
+is given the StyleGAN family's sampling hooks under its own name, as a registered family would be.
 """
 import importlib.util
 import sys
@@ -16,13 +17,14 @@ from conftest import ROOT, run_script, tiny_overrides
 from hifigan.errors import UserError
 from hifigan.nn.codes import codes_from_normal
 from hifigan.registry import GENERATORS
-from hifigan.sample import class_rows, code_traversals, generate, seed_labels, seed_latents, to_uint8
-from hifigan.sample_style import (MixPlan, InterpPlan, interpolate, map_seeds, mix_grid, parse_styles, slerp,
-                                  style_mix, synthesize, walk, write_mix, write_video)
+from hifigan.sampling import (STYLE_BASED, MixPlan, InterpPlan, class_rows, code_traversals, generate, interpolate,
+                              map_seeds, mix_grid, parse_styles, register_hooks, seed_labels, seed_latents, slerp,
+                              style_mix, synthesize, to_uint8, walk, write_mix, write_video)
 
 
 class TinyStyleG(nn.Module):
     """z [N, 8] -> 2-layer mapping -> ws [N, 4, 8] -> sum of per-style projections -> tanh img [N, 3, 8, 8]."""
+    registry_name = "tiny_style"  # sampling looks its hooks up by this name
 
     def __init__(self):
         super().__init__()
@@ -50,6 +52,9 @@ class TinyStyleG(nn.Module):
 
     def forward(self, z, c=None, psi=1.0, cutoff=None, noise_mode="random"):
         return self.synthesis(self.mapping(z, c, psi, cutoff), noise_mode)
+
+
+register_hooks(TinyStyleG.registry_name, STYLE_BASED)
 
 
 class TinyPlainG(nn.Module):

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from hifigan.config import load_config
-from hifigan.train import checkpoint
+from hifigan import checkpoint
 from hifigan.train.trainer import Trainer
 from conftest import ROOT, latest_ckpt, run_script
 

@@ -33,8 +33,8 @@ Order: items sorted by relative path, then permuted by numpy's Generator(seed) i
 shards mix classes. Bad items (empty, undecodable, unreadable) are skipped, counted by reason in
 dataset.json "skipped" and summarized in one line at the end.
 
-Resume: each shard is written to NAME-XXXXXX.tar.tmp and renamed; dataset.json is rewritten
-atomically after every shard (complete=false) and at the end (complete=true). Rerunning with the
+Resume: each shard is written under a temporary name and renamed (hifigan.io); dataset.json is
+rewritten atomically after every shard (complete=false) and at the end (complete=true). Rerunning with the
 same source and options (the fingerprint) verifies the listed shards and continues after them. Its
 extra key "resume" holds, per shard, the source position and counters reached when it closed.
 """
@@ -44,7 +44,6 @@ import hashlib
 import io
 import json
 import multiprocessing as mp
-import os
 import re
 import sys
 import tarfile
@@ -58,6 +57,7 @@ from PIL import Image, ImageOps
 
 from hifigan.data.sources import _Files, _Item, _open_source
 from hifigan.errors import UserError
+from hifigan.io import AtomicFile, atomic_write, temporary_target
 
 ENCODINGS = {"jpg": "JPEG", "png": "PNG", "webp": "WEBP"}
 CROPS = ("center", "stretch", "none")
@@ -230,9 +230,9 @@ def _sha256(path: Path) -> str:
 
 class _ShardWriter:
     def __init__(self, path: Path):
-        self.path, self.tmp = path, path.with_name(path.name + ".tmp")
-        self._f = open(self.tmp, "wb")
-        self._tar = tarfile.open(fileobj=self._f, mode="w", format=tarfile.USTAR_FORMAT)
+        self.path = path
+        self._f = AtomicFile(path)
+        self._tar = tarfile.open(fileobj=self._f.file, mode="w", format=tarfile.USTAR_FORMAT)
         self.count, self.content = 0, 0
 
     def fits(self, members, cap_bytes: float, cap_samples: int) -> bool:
@@ -251,34 +251,30 @@ class _ShardWriter:
 
     def close(self) -> dict:
         self._tar.close()
-        self._f.flush()
-        os.fsync(self._f.fileno())
-        self._f.close()
-        os.replace(self.tmp, self.path)
+        self._f.commit()
         return {"name": self.path.name, "count": self.count, "bytes": self.path.stat().st_size,
                 "sha256": _sha256(self.path)}
 
     def abort(self) -> None:
-        self._f.close()
+        self._f.discard()
 
 
 def _write_json(path: Path, obj: dict) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w") as f:
-        json.dump(obj, f, indent=1)
-        f.write("\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    text = json.dumps(obj, indent=1) + "\n"
+    atomic_write(path, lambda tmp: Path(tmp).write_text(text))
 
 
 # ---------------------------------------------------------------- the output folder
 
 def _remove_shards(out: Path, names: set | None, keep: set = frozenset()) -> None:
-    """Delete dataset.json.tmp and NAME-XXXXXX.tar[.tmp] files of these names (None: any name) but `keep`."""
+    """Delete NAME-XXXXXX.tar files of these names (None: any name) but `keep`, and what an interrupted
+    write left: hifigan.io temporaries of such shards and of dataset.json, and the NAME-XXXXXX.tar.tmp
+    and dataset.json.tmp files earlier versions wrote."""
     for p in out.iterdir():
-        m = _SHARD_RE.match(p.name)
-        if p.is_file() and (p.name == "dataset.json.tmp"
+        target = temporary_target(p.name)  # a hidden hifigan.io temporary: the file it was to become
+        name = target or p.name
+        m = _SHARD_RE.match(name)
+        if p.is_file() and (name == "dataset.json.tmp" or target == "dataset.json"
                             or (m and (names is None or m.group(1) in names) and p.name not in keep)):
             p.unlink()
 

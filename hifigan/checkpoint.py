@@ -10,8 +10,11 @@
                                     the shared latent generator, data position, weight digests
 
 A checkpoint is written into a hidden temporary folder and renamed into place, then `latest` is
-replaced; a kill at any moment leaves the previous checkpoint intact. Loading never unpickles
-code: weights through safetensors, the state through `torch.load(weights_only=True)`.
+replaced (hifigan.io); a kill at any moment leaves the previous checkpoint intact. Loading never
+unpickles code: weights through safetensors, the state through `torch.load(weights_only=True)`.
+
+`load_generator(path)` is how anything outside training (sampling, metrics, benchmarks) gets a
+generator: from a run dir, a checkpoints dir, one checkpoint dir or a .safetensors file.
 """
 from __future__ import annotations
 
@@ -25,7 +28,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from hifigan import io, registry
 from hifigan.errors import UserError
+from hifigan.schema import ConfigError
 
 FORMAT = "hifigan-net"
 VERSION = "1"
@@ -70,9 +75,7 @@ def save(root: Path, step: int, nets: dict[str, tuple], state: dict, meta: dict,
         os.rename(final, trash)
         shutil.rmtree(trash)
     os.rename(tmp, final)
-    pointer = root / f".latest.tmp{os.getpid()}"
-    pointer.write_text(name + "\n")
-    os.replace(pointer, root / "latest")
+    io.atomic_write(root / "latest", lambda path: Path(path).write_text(name + "\n"))
     prune(root, keep, protect=name)
     return final
 
@@ -153,11 +156,9 @@ def load_net_into(net: nn.Module, path: Path, arch: str) -> dict:
 
 
 def build_net(path: Path) -> tuple[nn.Module, dict]:
-    """Rebuild a network from its file alone: arch and config from the metadata, then the weights."""
-    from hifigan import registry
-    from hifigan.config import ConfigError
+    """Rebuild a network from its file alone: kind, arch and config from the metadata, then the weights."""
     md, _ = read_net(path)
-    reg = {"generator": registry.GENERATORS, "discriminator": registry.DISCRIMINATORS}.get(md.get("kind"))
+    reg = registry.by_kind(md.get("kind"))
     if reg is None or md.get("arch") not in reg.names():
         raise UserError(f"{path}: unknown network kind/arch {md.get('kind')}/{md.get('arch')} "
                         f"(written by a newer hifigan?)")
@@ -177,3 +178,20 @@ def load_state(ckpt: Path) -> dict:
         raise UserError(f"{path}: missing; the checkpoint is incomplete (start a new run_dir)") from None
     except Exception as e:
         raise UserError(f"{path}: corrupt or not a hifigan training state ({str(e).splitlines()[0][:120]})") from None
+
+
+def load_generator(path, device: str | None = None) -> nn.Module:
+    """The generator of a run dir, checkpoints dir, checkpoint dir or .safetensors file: G_ema if the
+    checkpoint has one, else G; on `device` (default cuda if available), in eval mode, without gradients."""
+    ckpt = resolve(path)
+    if ckpt.is_dir():
+        files = [ckpt / "G_ema.safetensors", ckpt / "G.safetensors"]
+        file = next((f for f in files if f.is_file()), None)
+        if file is None:
+            raise UserError(f"{ckpt}: no G_ema.safetensors or G.safetensors in this checkpoint")
+    else:
+        file = ckpt
+    G, md = build_net(file)
+    if md.get("kind") != "generator":
+        raise UserError(f"{file}: holds a {md.get('kind')}, not a generator; give G_ema.safetensors or a run dir")
+    return G.to(device or ("cuda" if torch.cuda.is_available() else "cpu")).eval().requires_grad_(False)

@@ -1,0 +1,96 @@
+"""Generating: seeds or latents -> uint8 images, batched, with G in eval mode; standing statistics.
+
+A seed fixes one image (hifigan.sampling.seeds). For a style-based generator that holds with
+noise_mode "const" (fixed noise buffers) or "none"; "random" draws fresh noise per batch, so an
+image then changes from run to run and with the batch it shares. Truncation (psi, cutoff) and noise
+modes exist for style-based generators only (hifigan.sampling.hooks); asking another one for them
+is a UserError.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from hifigan.errors import UserError
+from hifigan.sampling.grid import to_uint8
+from hifigan.sampling.hooks import check_style_options
+from hifigan.sampling.seeds import seed_labels, seed_latents
+
+
+def has_batch_norm(net: nn.Module) -> bool:
+    return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in net.modules())
+
+
+@torch.no_grad()
+def standing_stats(G: nn.Module, batches: int, batch_size: int = 64, seed: int = 2**31 - 1) -> None:
+    """Recompute G's batch-norm running statistics as exact averages over `batches` fixed batches.
+
+    G_ema's weights are an average that G never ran with, so the running statistics G collected do
+    not describe it; BigGAN (Brock et al. 2019, arXiv:1809.11096) calls the fix "standing statistics".
+    Deterministic: the latents come from a generator seeded with `seed`.
+    """
+    bns = [m for m in G.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not bns or batches <= 0:
+        return
+    device = next(G.parameters()).device
+    momenta = [m.momentum for m in bns]
+    for m in bns:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative moving average = exact mean over the batches
+    was_training = G.training
+    G.train()
+    gen = torch.Generator().manual_seed(seed)
+    for _ in range(batches):
+        z = torch.randn(batch_size, G.z_dim, generator=gen).to(device)
+        c = torch.randint(G.num_classes, (batch_size,), generator=gen).to(device) if G.num_classes else None
+        G(z, c)
+    for m, mom in zip(bns, momenta):
+        m.momentum = mom
+    G.train(was_training)
+
+
+@torch.no_grad()
+def run_batched(G: nn.Module, fn, inputs, batch_size: int, post=to_uint8) -> torch.Tensor:
+    """post(fn(*slices)) over consecutive `batch_size` slices of `inputs` (None passes through), concatenated.
+
+    G runs in eval mode and goes back to its previous mode afterwards; each row of the result depends
+    only on its own row of the inputs (for a G without cross-sample layers in eval mode).
+    """
+    if batch_size < 1:
+        raise UserError(f"--batch {batch_size}: give a positive number of images per forward pass")
+    device = next(G.parameters()).device
+    n = len(next(x for x in inputs if x is not None))
+    was_training = G.training
+    G.eval()
+    try:
+        out = [post(fn(*[None if x is None else x[i:i + batch_size].to(device) for x in inputs]))
+               for i in range(0, n, batch_size)]
+    finally:
+        G.train(was_training)
+    return torch.cat(out)
+
+
+def generate_z(G: nn.Module, z: torch.Tensor, c: torch.Tensor | None = None, batch_size: int = 64,
+               psi: float = 1.0, cutoff: int | None = None, noise_mode: str = "const") -> np.ndarray:
+    """Images for latents z [N, z_dim] (+ labels c [N]) as uint8 [N, H, W, C]."""
+    hooks = check_style_options(G, psi, cutoff, noise_mode)
+    if hooks.style_based:
+        def fn(z, c):  # [n, C, H, W] in [-1, 1]
+            return hooks.synthesis(G, hooks.mapping(G, z, c, psi, cutoff), noise_mode)
+    else:
+        def fn(z, c):
+            return G(z, c)
+    return run_batched(G, fn, [z, c], batch_size).numpy()
+
+
+def generate(G: nn.Module, seeds, cls: int | None = None, batch_size: int = 64, psi: float = 1.0,
+             cutoff: int | None = None, noise_mode: str = "const") -> np.ndarray:
+    """Images for `seeds` as uint8 [N, H, W, C]; G runs in eval mode.
+
+    psi, cutoff: truncation (style-based generators only; psi != 1 raises UserError for others).
+    noise_mode: "const" or "none" keep a seed's image independent of its batch; "random" does not.
+    """
+    z = seed_latents(seeds, G.z_dim)
+    c = seed_labels(seeds, G.num_classes, cls)
+    return generate_z(G, z, c, batch_size, psi, cutoff, noise_mode)

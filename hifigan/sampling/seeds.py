@@ -1,0 +1,46 @@
+"""Seeds -> latents and labels: seed s fixes one z (drawn alone from `torch.Generator().manual_seed(s)`)
+and, for a conditional generator, the class s % num_classes, so an image never depends on which other
+seeds share its batch."""
+from __future__ import annotations
+
+import torch
+
+from hifigan.errors import UserError
+
+
+def parse_ranges(text: str, flag: str) -> list[int]:
+    """'0-63' or '1,5,9-11' -> list of ints; errors name the command-line `flag`."""
+    values = []
+    try:
+        for part in str(text).split(","):
+            lo, _, hi = part.strip().partition("-")
+            lo, hi = int(lo), int(hi) if hi else int(lo)
+            if lo < 0 or hi < lo:
+                raise ValueError
+            values.extend(range(lo, hi + 1))
+    except ValueError:
+        raise UserError(f"{flag} {text!r}: expected non-negative numbers and ranges like 0-63 or 1,5,9-11") from None
+    if not values:
+        raise UserError(f"{flag} {text!r}: no values given")
+    return values
+
+
+def parse_seeds(text: str, flag: str = "--seeds") -> list[int]:
+    """'0-63' or '1,5,9-11' -> list of ints."""
+    return parse_ranges(text, flag)
+
+
+def seed_latents(seeds, z_dim: int) -> torch.Tensor:
+    """z [len(seeds), z_dim]: row i is drawn alone from a generator seeded with seeds[i]."""
+    return torch.stack([torch.randn(z_dim, generator=torch.Generator().manual_seed(int(s))) for s in seeds])
+
+
+def seed_labels(seeds, num_classes: int, cls: int | None = None) -> torch.Tensor | None:
+    """Class labels for conditional generators: `cls` for all, else seed % num_classes (rows = classes)."""
+    if not num_classes:
+        if cls is not None:
+            raise UserError("--class was given but this generator is unconditional (num_classes = 0)")
+        return None
+    if cls is not None and not 0 <= cls < num_classes:
+        raise UserError(f"--class {cls}: this generator knows classes 0..{num_classes - 1}")
+    return torch.tensor([cls if cls is not None else int(s) % num_classes for s in seeds])
