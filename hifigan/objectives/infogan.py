@@ -63,7 +63,13 @@ class InfoGANObjective(Objective):
                       PhaseConfig(name="Qmain", nets=["G", "D", "Q"])]
 
     def check(self, nets: dict, phases) -> None:
+        if "Q" not in nets:
+            raise UserError("objective 'infogan' needs network Q (the code posterior): add a section "
+                            "Q: {arch: <D's arch>, q_cat: 10, q_cont: 2, trunk: shared}, optim.Q and a Qmain phase")
         super().check(nets, phases)
+        if not any(ph.name == "Qmain" for ph in phases):
+            raise UserError("phases: objective 'infogan' without a Qmain phase never learns its codes; add "
+                            "{name: Qmain, nets: [G, D, Q]}")
         Q = nets["Q"]
         for i, ph in enumerate(phases):
             if ph.name == "Qmain" and Q.on_features and "D" not in ph.nets:
