@@ -149,8 +149,21 @@ def test_corrupt_training_state(trained_run, tmp_path):
     (["configs/missing.yaml"], "config file not found"),
     (["configs/mnist_dcgan.yaml", "train.bach_size=3"], "did you mean train.batch_size"),
     (["configs/mnist_dcgan.yaml", "train.batch_size=many"], "expected an integer"),
-    (["configs/mnist_dcgan.yaml", "data.path=/no/such/folder"], "data.path does not exist"),
+    (["configs/mnist_dcgan.yaml", "phases.0.name=Dmian"], "has no phase 'Dmian'"),
+    (["configs/mnist_acgan.yaml", "D.aux_classes=0"], "needs D.aux_classes"),
 ])
 def test_bad_input_exits_2_with_one_line(args, needle, tmp_path):
     r = run_script("train.py", *args, f"run_dir={tmp_path}", "--dry-run", check=False)
     assert needle in _one_line_error(r)
+    assert not any(tmp_path.iterdir())  # the dry run wrote nothing
+
+
+def test_missing_data_is_a_warning_in_a_dry_run_and_an_error_in_a_real_one(tmp_path):
+    args = ["configs/mnist_dcgan.yaml", "data.path=/no/such/folder", f"run_dir={tmp_path / 'run'}"]
+    r = run_script("train.py", "--dry-run", *args, check=False)  # --dry-run before the overrides
+    assert r.returncode == 0, r.stderr
+    assert "G: 1,066,880 parameters" in r.stdout and "D: 661,248 parameters" in r.stdout
+    assert "warning" in r.stderr and "data.path does not exist" in r.stderr
+    assert not (tmp_path / "run").exists()
+    r = run_script("train.py", *args, check=False)
+    assert "data.path does not exist" in _one_line_error(r)

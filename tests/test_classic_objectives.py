@@ -298,8 +298,10 @@ def test_infogan_qmain_trains_d_exactly_when_q_shares_its_trunk():
         obj.check(shared, schedule(obj, Qmain=("G", "Q")))
     with pytest.raises(UserError, match=r"phases.2.nets: Q has a trunk of its own.* list \[G, Q\]"):
         obj.check(own, schedule(obj))
-    with pytest.raises(UserError, match="phases.2: phase Qmain of objective 'infogan' needs network Q"):
+    with pytest.raises(UserError, match="objective 'infogan' needs network Q"):
         obj.check({"G": G, "D": D}, schedule(obj))
+    with pytest.raises(UserError, match="without a Qmain phase"):
+        obj.check(shared, schedule(obj)[:2])
     with pytest.raises(UserError, match="phase Qmain of objective 'infogan' cannot train C"):
         obj.check({**shared, "C": FakeC()}, schedule(obj, Qmain=("G", "C")))
     assert G.calls == [] and D.calls == []  # checking runs no network

@@ -5,6 +5,8 @@ import math
 
 import pytest
 import torch
+
+from hifigan.train.phases import Phase
 from torch import nn
 
 from hifigan.errors import UserError
@@ -264,7 +266,7 @@ def _vae_nets(z_dim=4):
 def test_vae_gradient_reaches_every_encoder_and_decoder_parameter(likelihood):
     G, E = _vae_nets()
     obj = VAEObjective(VAEObjective.Config(likelihood=likelihood))
-    losses, stats = obj("VAEmain", {"G": G, "D": E}, _batch(6, img=_reals(6)))
+    losses, stats = obj("VAEmain", {"G": G, "E": E}, _batch(6, img=_reals(6)))
     sum(losses.values()).backward()
     for name, p in [*E.named_parameters(), *G.named_parameters()]:
         assert p.grad is not None and p.grad.abs().sum() > 0, name
@@ -284,5 +286,6 @@ def test_vae_reparameterized_z_follows_the_encoder_posterior():
 def test_vae_rejects_an_encoder_with_another_latent_size():
     G, _ = _vae_nets(4)
     _, E = _vae_nets(3)
+    obj = VAEObjective(VAEObjective.Config())
     with pytest.raises(UserError, match="z_dim"):
-        VAEObjective(VAEObjective.Config())("VAEmain", {"G": G, "D": E}, _batch(4, img=_reals(4)))
+        obj.check({"G": G, "E": E}, [Phase("VAEmain", ("G", "E"))])

@@ -394,7 +394,8 @@ def test_code_traversals_vary_one_code_and_keep_the_rest_of_the_seed():
 
 def test_infogan_checkpoint_writes_traversals(tmp_path, generate_main):
     run = tmp_path / "run"
-    run_script("train.py", ROOT / "configs/mnist_infogan.yaml", *tiny_overrides(run, **{"train.total_kimg": 0.032}))
+    run_script("train.py", ROOT / "configs/mnist_infogan.yaml", *tiny_overrides(run, **{"train.total_kimg": 0.032,
+                                                                                      "Q.width": 8}))
     out = tmp_path / "o"
     assert generate_main([str(run), "--seeds", "0-4", "--out", str(out), "--codes", "--code-steps", "4"]) == 0
     with Image.open(out / "codes_cat.png") as cat, Image.open(out / "codes_cont1.png") as cont:

@@ -29,10 +29,10 @@ def shrink(name: str, run_dir) -> list[str]:
               "G.channel_base=128", "G.channel_max=16", "D.channel_base=128", "D.channel_max=16", "G.z_dim=16"]
         if arch != "progan":
             o += ["G.w_dim=16", "G.mapping_layers=2"]
-    elif arch == "dcgan":
-        o += ["G.width=8", "D.width=8"]
+    elif arch == "dcgan":  # and every other network the recipe names (D, Q, C, E)
+        o += [f"{n}.width=8" for n in ("G", "D", "Q", "C", "E") if getattr(cfg, n) is not None]
     else:
-        o += ["G.hidden=[32,64]", "D.hidden=[64,32]"]
+        o += ["G.hidden=[32,64]"] + [f"{n}.hidden=[64,32]" for n in ("D", "Q", "C") if getattr(cfg, n) is not None]
     if cfg.progressive is not None:
         o += ["progressive.start_resolution=4", "progressive.stable_kimg=0.008", "progressive.fade_kimg=0.008",
               "progressive.batch_size={}", "progressive.batch_gpu={}"]
