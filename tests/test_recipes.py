@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from hifigan.config import load_config
+from hifigan.registry import NETWORKS
 from hifigan import checkpoint
 from hifigan.train.trainer import Trainer
 from conftest import ROOT, latest_ckpt, run_script
@@ -55,6 +56,12 @@ def test_recipe_trains_a_few_steps_and_its_checkpoint_rebuilds(name, tmp_path):
     assert state["nimg"] == tr.nimg
     G, md = checkpoint.build_net(ckpt / "G_ema.safetensors")
     assert md["kind"] == "generator"
+    for name, registry in NETWORKS.items():  # every network the recipe names is a file of its own
+        spec = getattr(cfg, name)
+        assert (ckpt / f"{name}.safetensors").is_file() == (spec is not None), name
+        if spec is not None:
+            net, md = checkpoint.build_net(ckpt / f"{name}.safetensors")
+            assert (md["kind"], md["arch"], type(net)) == (registry.kind, spec.name, type(tr.nets[name]))
     if cfg.progressive is not None:  # grown through 8x8 to 16x16 within the run
         assert tr.stage.resolution == 16
     with torch.no_grad():
@@ -80,3 +87,25 @@ def test_generate_samples_a_stylegan2_checkpoint_with_truncation_mixing_and_vide
     run_script("generate.py", run, "--seeds", "0-3", "--out", zero, "--trunc", "0")
     z = np.load(zero / "samples.npz")["images"]
     assert all(np.array_equal(z[0], z[i]) for i in range(4))  # psi = 0: every seed is the average w
+
+
+def test_flagship_dry_run_without_the_data_prints_config_f_counts_and_warns(tmp_path):
+    """Users see the networks before downloading FFHQ: exit 0, the reference counts, one warning line."""
+    r = run_script("train.py", ROOT / "configs/stylegan2_ffhq.yaml", "--dry-run", f"run_dir={tmp_path / 'run'}",
+                   f"data.shards={tmp_path / 'no-ffhq'}", check=False, timeout=600)
+    assert r.returncode == 0, r.stderr
+    assert "G: 30,370,060 parameters" in r.stdout and "D: 29,012,513 parameters" in r.stdout
+    warnings = [line for line in r.stderr.splitlines() if line.startswith("warning")]
+    assert len(warnings) == 1 and "no-ffhq" in warnings[0] and "Traceback" not in r.stderr
+    assert not (tmp_path / "run").exists()
+
+
+def test_separate_networks_of_infogan_cgan_classifier_and_vae():
+    """Q, C and the VAE's encoder are networks of their own with their own optimizer sections."""
+    for name, extra in [("mnist_infogan.yaml", "Q"), ("mnist_infogan_sepq.yaml", "Q"),
+                        ("mnist_cgan_classifier.yaml", "C"), ("mnist_wgan_classifier.yaml", "C"),
+                        ("mnist_vae.yaml", "E")]:
+        cfg = load_config(ROOT / "configs" / name)
+        assert getattr(cfg, extra) is not None and extra in cfg.optim, name
+        assert any(extra in p.nets for p in cfg.phases), name
+    assert load_config(ROOT / "configs" / "mnist_vae.yaml").D is None
