@@ -68,7 +68,8 @@ def measure(config: Path, run_dir: Path, wall: float) -> dict:
            "date": time.strftime("%Y-%m-%d"), "cpu_threads": os.cpu_count()}
     r = _run(["launch/metrics.py", run_dir, "--json"])
     row["metrics"] = json.loads(r.stdout) if r.returncode == 0 else {"error": (r.stderr or r.stdout).strip()[-300:]}
-    if "sgan" in config.stem:
+    from hifigan.config import load_config
+    if load_config(config).objective.name == "sgan":  # not a substring test: "mnist_lsgan" contains "sgan"
         r = _run(["benchmarks/sgan_accuracy.py", run_dir])
         last = r.stdout.strip().splitlines()[-1] if r.returncode == 0 else ""
         row["sgan_test_accuracy"] = float(last.strip("| ").split("|")[-1]) if last else f"error: {r.stderr[-200:]}"
