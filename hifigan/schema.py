@@ -119,6 +119,8 @@ def _spec(f: dataclasses.Field, value, key: str) -> Spec:
         value = to_dict(value)
     if isinstance(value, str):
         value = {sel: value}
+    if isinstance(value, dict) and sel not in value and f.default_factory is not dataclasses.MISSING:
+        value = {sel: f.default_factory()[sel], **value}  # e.g. backend.find_unused_parameters=... alone: the default backend
     if not isinstance(value, dict) or sel not in value:
         raise ConfigError(key, f"expected a mapping with '{sel}:' (one of {', '.join(reg.names())})")
     rest = {k: v for k, v in value.items() if k != sel}

@@ -151,6 +151,7 @@ def test_corrupt_training_state(trained_run, tmp_path):
     (["configs/mnist_dcgan.yaml", "train.batch_size=many"], "expected an integer"),
     (["configs/mnist_dcgan.yaml", "phases.0.name=Dmian"], "has no phase 'Dmian'"),
     (["configs/mnist_acgan.yaml", "D.aux_classes=0"], "needs D.aux_classes"),
+    (["configs/mnist_vae.yaml", "D.arch=dcgan"], "does not use a network D"),
 ])
 def test_bad_input_exits_2_with_one_line(args, needle, tmp_path):
     r = run_script("train.py", *args, f"run_dir={tmp_path}", "--dry-run", check=False)

@@ -69,3 +69,12 @@ def test_resolved_config_round_trips(dcgan_cfg, tmp_path):
 def test_invalid_network_value_reports_the_section(dcgan_cfg):
     with pytest.raises(UserError, match=r"G: resolution must be a power of two"):
         load_config(dcgan_cfg, ["G.resolution=30"])
+
+
+def test_a_key_of_a_default_section_alone_keeps_the_default_entry(dcgan_cfg):
+    """backend.find_unused_parameters=... without backend.name selects the default backend, and a bad
+    value there is a one-line error about that key."""
+    cfg = load_config(dcgan_cfg, ["backend.find_unused_parameters=true"])
+    assert cfg.backend.name == "accelerate" and cfg.backend.find_unused_parameters is True
+    with pytest.raises(UserError, match="command line: backend.find_unused_parameters: expected true or false"):
+        load_config(dcgan_cfg, ["backend.find_unused_parameters=maybe"])

@@ -95,6 +95,11 @@ class Objective:
             if missing:
                 raise UserError(f"phases.{i}: phase {ph.name} of objective {self.name!r} needs network "
                                 f"{missing[0]}; add a {missing[0]} section to the recipe")
+        used = {n for spec in self.phases.values() for n in (*spec.requires, *spec.trains)}
+        for name in nets:
+            if name not in used:
+                raise UserError(f"{name}: objective {self.name!r} does not use a network {name} (it uses "
+                                f"{', '.join(sorted(used))}); remove the {name} section")
         if not any(self.phases[p.name].reals == "draw" for p in phases):
             draws = [n for n, s in self.phases.items() if s.reals == "draw"]
             raise UserError("phases: no phase shows real images to D, so training would never advance; "

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import typing
 import warnings
 from dataclasses import dataclass
 from typing import ContextManager, Protocol, Sequence
@@ -142,11 +143,7 @@ class AccelerateBackend:
 
     @dataclass(kw_only=True)
     class Config:
-        find_unused_parameters: str = "auto"  # DDP: auto = for nets that grow (ProGAN) or that phases use in part; true; false
-
-        def __post_init__(self):
-            if self.find_unused_parameters not in ("auto", "true", "false"):
-                raise ValueError(f"find_unused_parameters must be auto, true or false, got {self.find_unused_parameters!r}")
+        find_unused_parameters: typing.Optional[bool] = None  # DDP: None = for nets that grow (ProGAN) or that phases use in part
 
     def __init__(self, cfg: Config, train, seed: int):
         from accelerate import Accelerator
@@ -180,7 +177,7 @@ class AccelerateBackend:
         for name in optim:
             net = nets[name]
             if self.acc.ddp_handler is not None:
-                unused = {"true": True, "false": False}.get(self.cfg.find_unused_parameters)
+                unused = self.cfg.find_unused_parameters
                 if unused is None:
                     unused = bool(getattr(net, "progressive", False) or getattr(net, "partial", False))
                 self.acc.ddp_handler.find_unused_parameters = unused
