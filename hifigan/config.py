@@ -55,6 +55,7 @@ class TrainConfig:
     ema_bn_batches: int = 8             # batches used to recompute G_ema's batch-norm statistics before use
     deterministic: bool = True          # torch.use_deterministic_algorithms (needed for exact resume on GPU)
     threads: typing.Optional[int] = None  # torch intra-op threads per process; None = torch's default
+    max_nonfinite: int = 10             # stop (exit 2, nothing saved) after this many non-finite steps in a row
     kernels: str = field(default="auto", metadata={"choices": ("auto", "reference", "triton", "cuda")})  # fused ops: auto = fast kernels on CUDA tensors
 
 

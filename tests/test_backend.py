@@ -11,7 +11,7 @@ import torch
 from hifigan.config import load_config
 from hifigan.registry import BACKENDS
 from hifigan.train import process
-from hifigan.train.phases import build_optimizer
+from hifigan.train.phases import build_optimizer, optimizer_settings
 from hifigan.train.trainer import Trainer
 from conftest import latest_ckpt, read_weights, tiny_overrides
 
@@ -36,15 +36,22 @@ class ToyHandle:
         self.log.append(("backward", self.name, tuple(h.name for h in joint)))
         loss.backward()
 
-    def step(self, joint=()):
+    def step(self, joint=(), loss_finite=True):
         norms = {}
         for h in (self, *joint):
             params = [p for p in h.module.parameters() if p.grad is not None]
             norms[h.name] = torch.nn.utils.clip_grad_norm_(params, float("inf"))
-            h.opt.step()
+        applied = loss_finite and all(bool(torch.isfinite(n)) for n in norms.values())
+        for h in (self, *joint):
+            if applied:
+                h.opt.step()
             h.opt.zero_grad(set_to_none=True)
         self.log.append(("step", self.name, tuple(norms)))
-        return norms
+        return norms, applied
+
+    def apply_settings(self):
+        for g in self.opt.param_groups:
+            g.update(optimizer_settings(self.plan.cfg, self.plan.lazy_ratio))
 
     def set_lr(self, lr):
         for g in self.opt.param_groups:

@@ -27,7 +27,7 @@ from torch import nn
 
 from hifigan.registry import BACKENDS
 from hifigan.train import process
-from hifigan.train.phases import OptimPlan, build_optimizer
+from hifigan.train.phases import OptimPlan, build_optimizer, optimizer_settings
 
 
 class NetHandle(Protocol):
@@ -37,7 +37,10 @@ class NetHandle(Protocol):
     def __call__(self, *args, **kwargs): ...              # the wrapped forward (DDP, an engine)
     def micro_step(self, boundary: bool, joint: Sequence["NetHandle"] = ()) -> ContextManager: ...  # forward + backward inside
     def backward(self, loss: torch.Tensor, joint: Sequence["NetHandle"] = ()) -> None: ...
-    def step(self, joint: Sequence["NetHandle"] = ()) -> dict[str, torch.Tensor]: ...  # name -> grad norm
+    def step(self, joint: Sequence["NetHandle"] = (), loss_finite: bool = True) -> tuple[dict[str, torch.Tensor], bool]: ...
+    # -> ({name: grad norm}, applied): unscale, check, clip, step, zero; a phase whose loss (on any rank) or
+    # gradients are non-finite is not applied (grads zeroed, no update, every rank alike)
+    def apply_settings(self) -> None: ...                 # after load_state_dict: the recipe's lr, betas, ... win
     def set_lr(self, lr: float) -> None: ...              # base lr (a lazy phase's correction kept)
     @property
     def lr(self) -> float: ...
@@ -69,7 +72,7 @@ class DDPHandle:
         self.name, self.module, self.wrapped, self.plan = name, module, wrapped, plan
         self.opt = build_optimizer(module.parameters(), plan.cfg, plan.lazy_ratio)
         self.scaler = torch.amp.GradScaler(backend.device.type, enabled=backend.mixed_precision == "fp16")
-        self.world, self.device = backend.world, backend.device
+        self.world, self.device, self.backend = backend.world, backend.device, backend
 
     def __call__(self, *args, **kwargs):
         return self.wrapped(*args, **kwargs)
@@ -90,28 +93,47 @@ class DDPHandle:
         """Backpropagate `loss` into this net and `joint` (scaled by this handle's GradScaler under fp16)."""
         self.scaler.scale(loss).backward()
 
-    def step(self, joint: Sequence["DDPHandle"] = ()) -> dict[str, torch.Tensor]:
-        """Unscale (by this handle's scaler, which scaled the phase's loss), clip, step and zero every
-        handle of the phase; then this scaler's update. Returns each network's gradient norm."""
-        norms = {h.name: h._step(self.scaler) for h in (self, *joint)}
+    def step(self, joint: Sequence["DDPHandle"] = (), loss_finite: bool = True) -> tuple[dict[str, torch.Tensor], bool]:
+        """Unscale (by this handle's scaler, which scaled the phase's loss), measure and check the gradient
+        norms, then clip, step and zero every handle of the phase, and this scaler's update. Returns
+        ({name: grad norm}, applied). Not applied when the loss was non-finite on any rank, or (without
+        an fp16 loss scaler, which skips such steps itself and lowers its scale) a gradient norm is
+        non-finite: the gradients are zeroed and no parameter or optimizer state changes."""
+        handles = (self, *joint)
+        for h in handles:
+            self.scaler.unscale_(h.opt)
+        norms = {h.name: h._norm() for h in handles}
+        bad = not loss_finite
+        if not self.scaler.is_enabled():  # grads are all-reduced already: the same norms on every rank
+            bad = bad or not bool(torch.isfinite(torch.stack(list(norms.values()))).all())
+        bad = self.backend.any(bad)
+        for h in handles:
+            if not bad:
+                h._apply(self.scaler)
+            h.opt.zero_grad(set_to_none=True)
         self.scaler.update()
-        return norms
+        return norms, not bad
 
-    def _step(self, scaler: torch.amp.GradScaler) -> torch.Tensor:
-        """Unscale, measure (and clip) the gradient norm, step, zero_grad(set_to_none=True); then clamp
-        every parameter to [-weight_clip, weight_clip] (WGAN's Lipschitz constraint) when set."""
+    def _norm(self) -> torch.Tensor:
+        """The (unscaled) gradient norm, clipped to grad_clip when set."""
         oc = self.plan.cfg
-        scaler.unscale_(self.opt)
         params = [p for p in self.module.parameters() if p.grad is not None]
-        norm = torch.nn.utils.clip_grad_norm_(params, oc.grad_clip if oc.grad_clip else float("inf")) if params \
-            else torch.zeros((), device=self.device)
+        if not params:
+            return torch.zeros((), device=self.device)
+        return torch.nn.utils.clip_grad_norm_(params, oc.grad_clip if oc.grad_clip else float("inf")).detach()
+
+    def _apply(self, scaler: torch.amp.GradScaler) -> None:
+        """Step; then clamp every parameter to [-weight_clip, weight_clip] (WGAN's Lipschitz constraint) when set."""
+        oc = self.plan.cfg
         scaler.step(self.opt)
-        self.opt.zero_grad(set_to_none=True)
         if oc.weight_clip is not None:
             with torch.no_grad():
                 for p in self.module.parameters():
                     p.clamp_(-oc.weight_clip, oc.weight_clip)
-        return norm.detach()
+
+    def apply_settings(self) -> None:
+        for group in self.opt.param_groups:
+            group.update(optimizer_settings(self.plan.cfg, self.plan.lazy_ratio))
 
     def set_lr(self, lr: float) -> None:
         for group in self.opt.param_groups:

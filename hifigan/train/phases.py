@@ -67,14 +67,23 @@ def lazy_ratio(phases: list[Phase], net: str) -> float:
     return k / (k + 1)
 
 
-def build_optimizer(params, ocfg, ratio: float = 1.0) -> torch.optim.Optimizer:
-    lr = ocfg.lr * ratio
+def optimizer_settings(ocfg, ratio: float = 1.0) -> dict:
+    """The param-group settings of optimizer `ocfg.name` (lr and Adam betas corrected by a lazy `ratio`)."""
+    out = {"lr": ocfg.lr * ratio, "weight_decay": ocfg.weight_decay}
     if ocfg.name == "adam":
-        betas = tuple(b ** ratio for b in ocfg.betas)
-        return torch.optim.Adam(params, lr=lr, betas=betas, eps=ocfg.eps, weight_decay=ocfg.weight_decay)
-    if ocfg.name == "rmsprop":
-        return torch.optim.RMSprop(params, lr=lr, eps=ocfg.eps, momentum=ocfg.momentum,
-                                   weight_decay=ocfg.weight_decay)
-    if ocfg.name == "sgd":
-        return torch.optim.SGD(params, lr=lr, momentum=ocfg.momentum, weight_decay=ocfg.weight_decay)
-    raise UserError(f"optim: unknown optimizer {ocfg.name!r} (choose from adam, rmsprop, sgd)")
+        out.update(betas=tuple(b ** ratio for b in ocfg.betas), eps=ocfg.eps)
+    elif ocfg.name == "rmsprop":
+        out.update(eps=ocfg.eps, momentum=ocfg.momentum)
+    elif ocfg.name == "sgd":
+        out.update(momentum=ocfg.momentum)
+    else:
+        raise UserError(f"optim: unknown optimizer {ocfg.name!r} (choose from adam, rmsprop, sgd)")
+    return out
+
+
+OPTIMIZERS = {"adam": torch.optim.Adam, "rmsprop": torch.optim.RMSprop, "sgd": torch.optim.SGD}
+
+
+def build_optimizer(params, ocfg, ratio: float = 1.0) -> torch.optim.Optimizer:
+    settings = optimizer_settings(ocfg, ratio)
+    return OPTIMIZERS[ocfg.name](params, **settings)

@@ -5,6 +5,7 @@ the objective's running statistics and the progressive stage.
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from hifigan import checkpoint
@@ -26,16 +27,30 @@ def _files(trainer) -> dict:
 
 
 def latest(trainer) -> Path | None:
-    return checkpoint.latest(trainer.ckpt_root)
+    return checkpoint.latest(trainer.ckpt_root, warn=trainer.monitor.say)
+
+
+class NonFinite(UserError):
+    """Training produced non-finite weights or too many non-finite steps in a row."""
 
 
 def save(trainer) -> None:
+    """Write a checkpoint of every rank's state (rank 0 writes), unless a weight is non-finite: then
+    nothing is written, `latest` keeps naming the newest finite checkpoint, and NonFinite stops the run."""
     b = trainer.backend
     trainer.standing_stats()
     files = _files(trainer)
+    bad = checkpoint.check_finite({n: f[0] for n, f in files.items()})
+    if b.any(bool(bad)):
+        prev = checkpoint.latest(trainer.ckpt_root, warn=lambda _: None) if trainer.ckpt_root.exists() else None
+        raise NonFinite(f"training diverged: non-finite weights at step {trainer.step} "
+                        f"({trainer.nimg / 1000:.3f} kimg; e.g. {bad[0] if bad else 'on another rank'}), so no "
+                        f"checkpoint was written; {prev.name + ' stays latest' if prev else 'no checkpoint exists'}; "
+                        f"lower the learning rates (optim.*.lr) or set optim.*.grad_clip, then rerun to resume")
     rng = b.gather_object(process.rng_state())
     digests = b.gather_object(checkpoint.digest({n: f[0] for n, f in files.items()}))
     data_state = b.gather_object(trainer.data.state_dict())
+    failure = None
     if b.is_main:
         text = config_mod.dump(trainer.cfg)
         handles = {n: h.state_dict() for n, h in trainer.handles.items()}
@@ -45,11 +60,18 @@ def save(trainer) -> None:
             "scalers": {n: s["scaler"] for n, s in handles.items()},
             "rng": rng, "shared_rng": trainer.rand.state(), "data": data_state, "config": text, "digests": digests,
             "objective": trainer.objective.state_dict(), "stage_index": trainer.stage_index,
+            "nonfinite_steps": trainer.nonfinite_total,
         }
         meta = {"config": text, "step": trainer.step, "kimg": trainer.nimg / 1000}
-        checkpoint.save(trainer.ckpt_root, trainer.step, files, state, meta, trainer.cfg.checkpoint.keep)
-        if len(set(digests)) > 1:
+        try:
+            checkpoint.save(trainer.ckpt_root, trainer.step, files, state, meta, trainer.cfg.checkpoint.keep)
+        except UserError as e:
+            failure = e
+        if failure is None and len(set(digests)) > 1:
             print(f"warning: ranks hold different weights at step {trainer.step} ({digests})")
+    if b.any(failure is not None):  # every rank stops together
+        raise failure or UserError(f"rank {b.rank}: the main process could not write checkpoint "
+                                   f"step {trainer.step} (see its error)")
     b.barrier()
 
 
@@ -60,7 +82,13 @@ def check_same_model(trainer, ckpt: Path | None = None) -> dict | None:
     if ckpt is None:
         return None
     state = checkpoint.load_state(ckpt)
-    saved, now = config_mod.loads(state["config"]), config_mod.to_dict(trainer.cfg)
+    try:
+        saved = config_mod.loads(state["config"])
+    except Exception:
+        saved = None
+    if not isinstance(saved, dict):
+        raise checkpoint.DamagedCheckpoint(f"{ckpt / 'state.pt'}: damaged training state (its config is unreadable)")
+    now = config_mod.to_dict(trainer.cfg)
     if isinstance(saved.get("D"), dict):  # D keys of older versions that were off (their networks moved out)
         saved["D"] = {k: v for k, v in saved["D"].items() if not (k in LEGACY_D_KEYS and not v)}
     for key in (*NETWORKS, "objective"):
@@ -70,19 +98,83 @@ def check_same_model(trainer, ckpt: Path | None = None) -> dict | None:
     return state
 
 
-def resume(trainer) -> bool:
-    ckpt = latest(trainer)
-    if ckpt is None:
-        return False
+def _read(trainer, ckpt: Path) -> tuple[dict, dict]:
+    """Everything a resume loads from `ckpt`, read and checked before any of it is applied:
+    (state, {file name: tensors}). Damage -> checkpoint.DamagedCheckpoint; another model -> UserError."""
     state = check_same_model(trainer, ckpt)
+    tensors = {}
+    for name, (_, _, arch) in _files(trainer).items():
+        md, t = checkpoint.read_net(ckpt / f"{name}.safetensors")
+        bad = checkpoint.nonfinite(t)
+        if bad:
+            raise checkpoint.DamagedCheckpoint(f"{ckpt / name}.safetensors: holds non-finite weights ({bad[0]})")
+        tensors[name] = t
+    return state, tensors
+
+
+def _find(trainer) -> tuple[Path, dict, dict] | None:
+    """The newest loadable checkpoint, newest first from the one `latest` names: a damaged one is
+    moved aside to `damaged-step-N` (nothing is deleted) with a warning, and the next older one tried."""
+    root, say = trainer.ckpt_root, trainer.monitor.say
+    first = latest(trainer)
+    if first is None:
+        return None
+    candidates = [first] + [p for p in reversed(checkpoint.complete(root)) if p.name < first.name]
+    for ckpt in candidates:
+        try:
+            state, tensors = _read(trainer, ckpt)
+        except checkpoint.DamagedCheckpoint as e:
+            if trainer.backend.is_main:
+                aside = root / f"damaged-{ckpt.name}"
+                os.replace(ckpt, aside) if not aside.exists() else None
+                say(f"warning: {e}; moved it to {aside.name} and trying the next older checkpoint")
+            trainer.backend.barrier()
+            continue
+        return ckpt, state, tensors
+    raise UserError(f"{root}: every checkpoint is damaged (moved to damaged-step-*); start a new run_dir")
+
+
+def _optim_changes(trainer, state: dict) -> list[str]:
+    """Optimizer settings the recipe changed since the checkpoint: applied after the optimizer state is
+    loaded (the state would otherwise bring back the old ones), or refused when they cannot carry over."""
+    saved = (config_mod.loads(state["config"]) or {}).get("optim") or {}
+    now = config_mod.to_dict(trainer.cfg).get("optim") or {}
+    changes = []
+    for net in sorted(trainer.handles):
+        old, new = saved.get(net) or {}, now.get(net) or {}
+        if old.get("name", new.get("name")) != new.get("name"):
+            raise UserError(f"optim.{net}.name: this run dir was trained with {short(old.get('name'))}, and its "
+                            f"state cannot carry over to {new.get('name')!r}; keep {short(old.get('name'))} or "
+                            f"use a new run_dir")
+        changes += [f"optim.{net}.{k}: {short(old.get(k))} -> {short(new.get(k))}"
+                    for k in sorted(new) if k in old and old[k] != new[k]]
+    return changes
+
+
+def short(value, n: int = 40) -> str:
+    return checkpoint.short(value, n)
+
+
+def resume(trainer) -> bool:
+    found = _find(trainer)
+    if found is None:
+        return False
+    ckpt, state, tensors = found
+    changes = _optim_changes(trainer, state)
     for name, (net, _, arch) in _files(trainer).items():
-        checkpoint.load_net_into(net, ckpt / f"{name}.safetensors", arch)
+        try:
+            net.load_state_dict(tensors[name])
+        except RuntimeError as e:
+            raise UserError(f"{ckpt / name}.safetensors: weights do not fit this run's {arch!r} network "
+                            f"({checkpoint.one_line(e, 100)}); use the matching config or a new run_dir") from None
     for n, h in trainer.handles.items():
         if n not in state["optim"] or n not in state["scalers"]:
             raise UserError(f"{ckpt}: holds no optimizer state for network {n} (this recipe trains "
                             f"{', '.join(trainer.handles)}); use a new run_dir or the original config")
         h.load_state_dict({"optim": state["optim"][n], "scaler": state["scalers"][n]})
+        h.apply_settings()
     trainer.step, trainer.nimg = int(state["step"]), int(state["nimg"])
+    trainer.nonfinite_total = int(state.get("nonfinite_steps", 0))
     trainer.objective.load_state_dict(state.get("objective") or {}, trainer.backend.device)
     trainer.stage_index = state.get("stage_index")
     trainer.rand.set_state(state["shared_rng"])
@@ -95,4 +187,6 @@ def resume(trainer) -> bool:
               f"per-rank random streams restart (the run continues, but not bit for bit)")
     if b.is_main:
         print(f"resuming {ckpt} at step {trainer.step}, {trainer.nimg / 1000:.3f} kimg", flush=True)
+        for c in changes:
+            print(f"resume: {c} (changed in the recipe; applied)", flush=True)
     return True

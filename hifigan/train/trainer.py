@@ -29,6 +29,7 @@ from hifigan.registry import NETWORKS, OBJECTIVES
 from hifigan.train import state as run_state
 from hifigan.train.backend import build_backend
 from hifigan.train.ema import ema_beta, ema_update
+from hifigan.train.lock import RunLock
 from hifigan.train.monitor import Monitor
 from hifigan.train.phases import build_phases, optim_plans
 from hifigan.train.progressive import fade_reals, per_resolution, stage_at
@@ -105,6 +106,7 @@ class Trainer:
         self.stats = Collector()
         self.monitor = Monitor(cfg, b, self.run_dir)
         self._stop = False
+        self.nonfinite_run = self.nonfinite_total = 0  # non-finite steps: in a row now, and in the whole run
         self._last_reals: list = []
         self.metrics = []
         if cfg.metrics:  # built and checked against G before any training (hifigan/metrics)
@@ -150,6 +152,9 @@ class Trainer:
         """Real images for micro-step `a`: the next chunk from the data ("draw"), or (for phases such as
         a lazy R1 that look at the same reals as the last D step) that chunk again ("reuse")."""
         if how == "reuse":
+            if a >= len(self._last_reals):
+                raise UserError("phases: a phase that reuses the last reals (e.g. Dreg) runs before any phase "
+                                "that draws them; put Dmain first")
             return self._last_reals[a]
         img, c = self.data.next(chunk, self.backend.device)
         if self.stage is not None:
@@ -160,7 +165,8 @@ class Trainer:
         return img, c
 
     # -- one step ------------------------------------------------------------------------------
-    def run_phase(self, ph) -> None:
+    def run_phase(self, ph) -> bool:
+        """Run one phase repeat; False when it was skipped because a loss or gradient was non-finite."""
         b = self.backend
         for name, net in self.nets.items():
             net.requires_grad_(name in ph.nets)
@@ -171,6 +177,7 @@ class Trainer:
             self.nimg += self.batch_size
         self.rand.begin()
         lead, *joint = [self.handles[n] for n in ph.nets]
+        logged, finite = [], torch.ones((), dtype=torch.bool, device=b.device)
         for a in range(self.accum):
             chunk = a * b.world + b.rank
             img, c = self._reals(a, chunk, reals) if reals else (None, None)
@@ -179,28 +186,70 @@ class Trainer:
                 losses, stats = self.objective(ph.name, views, batch)
                 total = sum(losses.values())
                 lead.backward(total * (ph.every / self.accum), joint=joint)
-            for k, v in losses.items():
-                self.stats.add(f"Loss/{ph.name}/{k}", v)
-            self.stats.add(f"Loss/{ph.name}/total", total)
-            for k, v in stats.items():
-                self.stats.add(f"Scores/{k}", v)
-        for n, norm in lead.step(joint=joint).items():
-            self.stats.add(f"GradNorm/{ph.name}/{n}", norm)
+            finite &= torch.isfinite(total.detach()).all()
+            logged += [(f"Loss/{ph.name}/{k}", v) for k, v in losses.items()]
+            logged.append((f"Loss/{ph.name}/total", total))
+            logged += [(f"Scores/{k}", v) for k, v in stats.items()]
+        norms, applied = lead.step(joint=joint, loss_finite=bool(finite))
+        if applied:  # a skipped phase's NaNs stay out of the logged means; it is counted instead
+            for k, v in logged:
+                self.stats.add(k, v)
+            for n, norm in norms.items():
+                self.stats.add(f"GradNorm/{ph.name}/{n}", norm)
+        self.stats.add(f"Nonfinite/{ph.name}", 0.0 if applied else 1.0)
+        return applied
 
     def train_step(self) -> None:
+        """One step of every due phase; G_ema follows G only when every phase was finite. After
+        train.max_nonfinite non-finite steps in a row the run stops (NonFinite) without saving."""
         self.apply_stage()
+        finite = True
         for ph in self.phases:
             if self.step % ph.every == 0:
                 for _ in range(ph.repeats):
-                    self.run_phase(ph)
+                    finite &= self.run_phase(ph)
         for net in self.nets.values():
             self.backend.sync_buffers(net)
         t = self.cfg.train
-        ema_update(self.G_ema, self.nets["G"], ema_beta(self.batch_size, t.ema_kimg, self.nimg, t.ema_rampup))
+        if finite:
+            ema_update(self.G_ema, self.nets["G"], ema_beta(self.batch_size, t.ema_kimg, self.nimg, t.ema_rampup))
+            self.nonfinite_run = 0
+        else:
+            self.nonfinite_run += 1
+            self.nonfinite_total += 1
+        self.stats.add("Nonfinite/skipped_steps", 0.0 if finite else 1.0)
         self.step += 1
+        if self.nonfinite_run >= t.max_nonfinite:
+            prev = run_state.latest(self) if self.ckpt_root.exists() else None
+            raise run_state.NonFinite(
+                f"training diverged: {self.nonfinite_run} steps in a row with non-finite losses or gradients "
+                f"(step {self.step}, {self.nimg / 1000:.3f} kimg), so the run stopped without saving; "
+                f"{prev.name + ' is still latest' if prev else 'no checkpoint was written'}; lower the learning "
+                f"rates (optim.*.lr) or set optim.*.grad_clip, then rerun to resume (train.max_nonfinite="
+                f"{t.max_nonfinite})")
 
     # -- the loop ------------------------------------------------------------------------------
     def run(self) -> dict:
+        """Train to train.total_kimg, resuming from the run dir's latest checkpoint, holding its lock."""
+        lock = self._lock()
+        try:
+            return self._run()
+        finally:
+            lock.release()
+
+    def _lock(self) -> RunLock:
+        """The run dir's lock (train/lock.py), taken by the main process; every rank fails alike."""
+        b, lock, err = self.backend, RunLock(self.run_dir), None
+        if b.is_main:
+            try:
+                lock.acquire()
+            except UserError as e:
+                err = e
+        if b.any(err is not None):
+            raise err or UserError(f"rank {b.rank}: the main process could not lock {self.run_dir} (see its error)")
+        return lock
+
+    def _run(self) -> dict:
         b, cfg, mon = self.backend, self.cfg, self.monitor
         resumed = self.resume()
         self.apply_stage()
@@ -278,6 +327,7 @@ class Trainer:
         for k, v in self.data.stats().items():  # counts and capacities are per rank: log their sum
             self.stats.add(k, v * (w if k.startswith("Data/skipped") or k.endswith("images_per_s") else 1))
         extra = {f"LR/{name}": h.lr for name, h in self.handles.items()}
+        extra["Nonfinite/total_steps"] = self.nonfinite_total
         if self.stage is not None:
             extra.update({"Progress/resolution": self.stage.resolution, "Progress/alpha": self.stage.alpha,
                           "Progress/batch_size": self.batch_size})
