@@ -8,7 +8,16 @@ reading the tar headers once (local files seek past the data, so this is cheap).
 Where the shards come from (`data.shards`): a brace pattern (`/data/ffhq-{000000..000139}.tar`),
 several patterns joined by `::`, a folder (its `dataset.json`, else its `*.tar`), a `dataset.json`,
 or `pipe:` commands (`pipe:curl -s http://host/ffhq-{000000..000139}.tar`, opened with
-webdataset's `gopen`; give `data.meta=dataset.json` so their counts need not be streamed first).
+webdataset's `gopen`) with `data.meta=dataset.json` giving their counts.
+
+A recipe that uses `pipe:` is code: whatever follows `pipe:` runs as a shell command, with your
+permissions, on every machine that trains the recipe (once per shard, per reader, per epoch).
+hifigan therefore refuses `pipe:` unless the recipe or the command line also sets
+`data.allow_pipe=true`; set it only for recipes you trust as you would trust a script. The commands
+run only in the shard readers of a real run: never while the config is loaded or checked, never
+in `--dry-run`, and never to count samples (`pipe:` shards need `data.meta`, a dataset.json that
+lists them). A dataset.json names plain shard files only, so it cannot smuggle in a command.
+With webdataset's secure mode (WDS_SECURE=1) `pipe:` shards are refused with a one-line error.
 
 The stream. Epoch e orders the shards by a permutation seeded with (seed, e) and concatenates
 their samples into one sequence of N. With R ranks and W loader workers there are S = R * W
@@ -32,10 +41,16 @@ number of ranks, workers, seed, shuffle buffer or shards, the readers cannot be 
 reader restarts at the beginning of the least advanced old reader's epoch (a warning says so):
 nothing is skipped, and at most the part of that epoch read before the checkpoint is read again.
 
-Bad data is skipped, counted by reason (`REASONS`) and reported once per shard and reader on
-stderr: a truncated tar (the samples it should still hold), a sample without an image, an image
-that does not decode, an image of the wrong size, a missing or invalid class label. A skipped
-sample still advances the position, so skipping never shifts the stream.
+Bad data is skipped, counted by reason (`REASONS`; the trainer logs Data/skipped/<reason>) and
+reported on stderr when a reader first meets it, one line per damaged shard and reader (readers are
+processes when data.workers > 0, and each reports what it reads, naming itself):
+    warning: data: shard /x/ffhq-000003.tar: truncated or damaged (read 12 of 40 samples); skipped the rest
+    warning: data: shard /x/ffhq-000007.tar: sample 00000042: the image does not decode; skipped it (...)
+The first bad sample of a shard is named and later ones are only counted; a cut is reported even
+after a bad sample of the same shard. Reasons: a truncated tar (the samples it should still hold),
+a sample without an image, an image that does not decode, an image of the wrong size, a missing or
+invalid class label. A skipped sample still advances the position, so skipping never shifts the
+stream.
 
 Multi-resolution: a reader can deliver `resolution` = source / 2^k for the progressive models.
 JPEGs are decoded at reduced size in the DCT domain (PIL `draft`, scales 1/2 .. 1/8) and the rest
@@ -74,19 +89,52 @@ def is_local(url: str) -> bool:
 
 def _read_meta(path: Path) -> dict:
     try:
-        meta = json.loads(path.read_text())
+        meta = json.loads(path.read_text(encoding="utf-8"))
     except OSError as e:
         raise UserError(f"{path}: cannot read ({e.strerror}); data.meta must be a dataset.json") from None
+    except UnicodeDecodeError as e:
+        raise UserError(f"{path}: not UTF-8 text (byte {e.start}); a damaged file? rerun launch/make_shards.py "
+                        f"to rewrite it") from None
     except json.JSONDecodeError as e:
         raise UserError(f"{path}: not valid JSON ({e.msg}, line {e.lineno}); rerun launch/make_shards.py "
                         f"to rewrite it") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT or not isinstance(meta.get("shards"), list):
         raise UserError(f"{path}: not a hifigan dataset.json (no format '{FORMAT}' with a shard list); "
                         f"write shards with launch/make_shards.py")
+    for i, sh in enumerate(meta["shards"]):
+        name = sh.get("name") if isinstance(sh, dict) else None
+        count = sh.get("count") if isinstance(sh, dict) else None
+        if not (isinstance(name, str) and name and name == os.path.basename(name) and "\\" not in name
+                and name not in (".", "..") and not name.startswith("pipe:") and "://" not in name
+                and isinstance(count, int) and not isinstance(count, bool) and count >= 0):
+            raise UserError(f"{path}: shards[{i}] must be {{\"name\": a plain file name, \"count\": samples >= 0}}, "
+                            f"got {_short(json.dumps(sh), 60)}; rerun launch/make_shards.py to rewrite it")
     if not meta.get("complete", True):
         print(f"warning: {path}: packing did not finish; reading the {len(meta['shards'])} shards written "
               f"so far (rerun launch/make_shards.py to complete it)", file=sys.stderr)
     return meta
+
+
+def _secure_mode() -> bool:
+    """webdataset's secure mode, read as webdataset reads it (WDS_SECURE=0|1)."""
+    value = os.environ.get("WDS_SECURE", "0")
+    try:
+        return bool(int(value))
+    except ValueError:
+        raise UserError(f"WDS_SECURE={value!r}: webdataset reads it as an int; set WDS_SECURE=1 (secure mode) "
+                        f"or 0") from None
+
+
+def _check_pipes(urls: list[str], what: str, allow_pipe: bool) -> None:
+    pipes = [u for u in urls if u.startswith("pipe:")]
+    if not pipes:
+        return
+    if not allow_pipe:
+        raise UserError(f"{what}: 'pipe:' runs a shell command ({_short(pipes[0], 60)!r}); set data.allow_pipe=true "
+                        f"only for recipes you trust")
+    if _secure_mode():
+        raise UserError(f"{what}: 'pipe:' shards are refused in webdataset's secure mode (WDS_SECURE=1); unset "
+                        f"WDS_SECURE to allow them, or give local shard files")
 
 
 def _expand(spec: str) -> list[str]:
@@ -126,8 +174,10 @@ class ShardSet:
         return h.hexdigest()[:16]
 
     @classmethod
-    def open(cls, spec, meta: str | None = None, what: str = "data.shards") -> "ShardSet":
+    def open(cls, spec, meta: str | None = None, what: str = "data.shards", allow_pipe: bool = False) -> "ShardSet":
+        """The shards `spec` names; `pipe:` ones only with `allow_pipe` (module docstring: they are code)."""
         meta_path = Path(meta).expanduser() if meta else None
+        _secure_mode()  # a bad WDS_SECURE value fails here in one line rather than inside webdataset
         if isinstance(spec, (list, tuple)):
             urls = [u for s in spec for u in _expand(str(s))]
         else:
@@ -156,6 +206,7 @@ class ShardSet:
             urls = [str(meta_path.parent / sh["name"]) for sh in m["shards"]]
         if not urls:
             raise UserError(f"{what}: {spec!r} matches no shards; check the pattern")
+        _check_pipes(urls, what, allow_pipe)
         local = [u for u in urls if is_local(u)]
         missing = [u for u in local if not Path(u).is_file()]
         if len(missing) == len(urls):
@@ -178,6 +229,9 @@ class ShardSet:
                                 f" is not listed in {meta_path}; give the matching dataset.json")
             else:
                 m = None
+        if counts is None and any(u.startswith("pipe:") for u in urls):
+            raise UserError(f"data.meta: 'pipe:' shards need the dataset.json that lists them (hifigan does not run "
+                            f"the commands just to count samples); set data.meta=PATH/dataset.json")
         if counts is None:
             print(f"counting samples in {len(urls)} shards (no dataset.json lists them)", file=sys.stderr)
             counts = [count_samples(u) for u in urls]
@@ -195,41 +249,60 @@ def split_key(name: str) -> tuple[str, str]:
     return os.path.join(folder, prefix), ext.lower()
 
 
-class _Truncated:
-    """Marker: the shard ended (or broke) before this sample."""
+class Truncated:
+    """Marker: the shard ended (or broke) before this sample; `whole` samples came before the break
+    and `why` says what broke (empty for a plain cut)."""
 
-
-TRUNCATED = _Truncated()
+    def __init__(self, whole: int = 0, why: str = ""):
+        self.whole, self.why = whole, why
 
 
 def _open(url: str):
     if is_local(url):
         f = open(url, "rb")
-        return f, tarfile.open(fileobj=f, mode="r:")
+        try:
+            return f, tarfile.open(fileobj=f, mode="r:")
+        except BaseException:
+            f.close()
+            raise
     from webdataset import gopen
-    f = gopen(url)
+    try:
+        f = gopen(url)
+    except ValueError as e:  # webdataset's secure mode (WDS_SECURE=1) refuses pipe: and URL rewriting
+        raise UserError(f"data.shards: webdataset refused to open {_short(url)} ({_first_line(e)}); unset "
+                        f"WDS_SECURE or give local shard files") from None
     return f, tarfile.open(fileobj=f, mode="r|")
+
+
+def _first_line(e: Exception) -> str:
+    lines = str(e).strip().splitlines()
+    return lines[0][:120] if lines else type(e).__name__
+
+
+def _short(text: str, n: int = 80) -> str:
+    return text if len(text) <= n else text[:n - 3] + "..."
 
 
 def iter_samples(url: str, skip: int = 0):
     """Yield (key, {ext: bytes}) for the samples of one shard after the first `skip`; a broken or
-    truncated shard ends with TRUNCATED. Local files seek past skipped members' data."""
+    truncated shard ends with a Truncated marker. Local files seek past skipped members' data."""
     try:
         f, tf = _open(url)
-    except (OSError, tarfile.TarError):
-        yield TRUNCATED
+    except (OSError, tarfile.TarError) as e:
+        yield Truncated(0, f"cannot open: {getattr(e, 'strerror', None) or _first_line(e)}")
         return
     try:
         key, files, index = None, {}, -1
         while True:
             try:
                 m = tf.next()
-            except (tarfile.TarError, OSError, EOFError, ValueError):
-                yield TRUNCATED
+            except (tarfile.TarError, OSError, EOFError, ValueError) as e:
+                yield Truncated(max(index, 0), _first_line(e))
                 return
             if m is None:
                 if is_local(url) and not _ends_cleanly(f, tf.offset):
-                    yield TRUNCATED  # the sample in progress may have lost members: it counts as truncated
+                    # the sample in progress may have lost members: it counts as truncated
+                    yield Truncated(max(index, 0))
                     return
                 break
             if not m.isfile():
@@ -242,11 +315,11 @@ def iter_samples(url: str, skip: int = 0):
             if index >= skip:
                 try:
                     data = tf.extractfile(m).read()
-                except (tarfile.TarError, OSError, EOFError, ValueError):
-                    yield TRUNCATED
+                except (tarfile.TarError, OSError, EOFError, ValueError) as e:
+                    yield Truncated(index, _first_line(e))
                     return
                 if len(data) != m.size:
-                    yield TRUNCATED
+                    yield Truncated(index)
                     return
                 files[ext] = data
         if key is not None and index >= skip:
@@ -267,10 +340,14 @@ def _ends_cleanly(f, offset: int) -> bool:
 
 
 def count_samples(url: str) -> int:
+    """Samples in a shard by its tar headers; a file that is not a readable tar holds none, and says
+    so once on stderr (a cut later in the file is reported by the reader that meets it)."""
     n = 0
     try:
         f, tf = _open(url)
-    except (OSError, tarfile.TarError):
+    except (OSError, tarfile.TarError) as e:
+        print(f"warning: data: shard {url}: not a readable tar ({getattr(e, 'strerror', None) or _first_line(e)}); "
+              f"it holds no samples", file=sys.stderr)
         return 0
     try:
         key = None
@@ -292,9 +369,11 @@ def count_samples(url: str) -> int:
 
 # -- decoding --------------------------------------------------------------------------------------
 class Skip(Exception):
-    def __init__(self, reason: str):
+    """A sample that cannot be used; `reason` is one of REASONS, `detail` says more (or None)."""
+
+    def __init__(self, reason: str, detail=None):
         super().__init__(reason)
-        self.reason = reason
+        self.reason, self.detail = reason, detail
 
 
 def decode(files: dict, resolution: int, source_resolution: int, channels: int, num_classes: int,
@@ -315,7 +394,7 @@ def decode(files: dict, resolution: int, source_resolution: int, channels: int, 
     try:
         im = Image.open(io.BytesIO(files[ext]))
         if im.size != (source_resolution, source_resolution):
-            raise Skip("wrong_size")
+            raise Skip("wrong_size", f" ({im.width}x{im.height}, not {source_resolution}x{source_resolution})")
         if resolution < source_resolution and im.format == "JPEG":
             im.draft(mode, (resolution, resolution))  # DCT-domain downscale by up to 8 while decoding
         im = im.convert(mode)
@@ -395,7 +474,7 @@ class ShardStream(torch.utils.data.IterableDataset):
 
     def _raw(self, order: np.ndarray, start: int, stop: int):
         """Samples [start, stop) of an epoch's concatenated sequence as (shard, key, files) or
-        (shard, None, TRUNCATED) for samples a broken shard no longer holds."""
+        (shard, None, Truncated) for samples a broken shard no longer holds."""
         counts = np.asarray(self.shards.counts)[order]
         ends = np.cumsum(counts)
         k = int(np.searchsorted(ends, start, side="right"))
@@ -404,17 +483,20 @@ class ShardStream(torch.utils.data.IterableDataset):
             shard = int(order[k])
             first = int(ends[k] - counts[k])
             want = min(int(ends[k]), stop) - pos
-            got = 0
+            got, cut = 0, None
             if want > 0:
                 for item in iter_samples(self.shards.urls[shard], skip=pos - first):
-                    if item is TRUNCATED:
+                    if isinstance(item, Truncated):
+                        cut = item
                         break
                     yield shard, item[0], item[1]
                     got += 1
                     if got == want:
                         break
+            if got < want:  # the shard ended early without saying why: a cut after its last whole sample
+                cut = cut or Truncated(pos - first + got)
             for _ in range(want - got):
-                yield shard, None, TRUNCATED
+                yield shard, None, cut
             pos += want
             k += 1
 
@@ -449,22 +531,21 @@ class ShardStream(torch.utils.data.IterableDataset):
             signal.signal(signal.SIGINT, signal.SIG_IGN)
         logical = ((info.id if info is not None else 0) + self.first_worker) % self.readers
         slot = self.rank * self.readers + logical
-        skipped, per_shard = Counter(), {}
+        skipped, reported = Counter(), set()
         imgs, labels, keys = [], [], []
         t0 = time.perf_counter()
         pos, run = self.positions[logical], 0
         for pos, shard, key, files, flip in self.slot_samples(slot, self.positions[logical]):
             try:
-                if files is TRUNCATED:
-                    raise Skip("truncated")
+                if isinstance(files, Truncated):
+                    raise Skip("truncated", files)
                 arr, label = decode(files, self.resolution, self.source_resolution, self.channels,
                                     self.num_classes, flip)
             except Skip as s:
                 skipped[s.reason] += 1
-                self._report(per_shard, shard, s.reason)
+                self._report(reported, slot, shard, key, s)
                 run += 1
                 if run >= self.shards.total:  # a whole dataset's worth in a row: nothing here is usable
-                    self._flush_reports(per_shard)
                     what = ", ".join(f"{v} {k}" for k, v in sorted(skipped.items()))
                     raise UserError(f"data.shards: no usable sample in {run} in a row ({what}); the shards are "
                                     f"damaged or do not match data.resolution/channels/num_classes")
@@ -477,7 +558,6 @@ class ShardStream(torch.utils.data.IterableDataset):
                 yield self._batch(imgs, labels, keys, logical, pos, skipped, t0)
                 imgs, labels, keys = [], [], []
                 t0 = time.perf_counter()
-        self._flush_reports(per_shard)
         if imgs:
             yield self._batch(imgs, labels, keys, logical, pos, skipped, t0)
 
@@ -499,19 +579,33 @@ class ShardStream(torch.utils.data.IterableDataset):
             out["keys"] = list(keys)
         return out
 
-    def _report(self, per_shard: dict, shard: int, reason: str) -> None:
-        """Count per shard; a shard's line is printed once, when the reader meets another shard."""
-        if per_shard and shard not in per_shard:
-            self._flush_reports(per_shard)
-        per_shard.setdefault(shard, Counter())[reason] += 1
+    def _report(self, reported: set, slot: int, shard: int, key, skip: "Skip") -> None:
+        """One stderr line per damaged shard, when this reader first meets the damage: the first bad
+        sample, and the truncation if the shard is also cut (the rest is only counted)."""
+        what = "truncated" if skip.reason == "truncated" else "sample"
+        if not self.verbose or (shard, what) in reported or (what == "sample" and (shard, "truncated") in reported):
+            return
+        reported.add((shard, what))
+        if skip.reason == "truncated":
+            cut = skip.detail
+            why = f": {cut.why}" if cut.why else ""
+            text = (f"truncated or damaged{why} (read {cut.whole} of {self.shards.counts[shard]} samples); "
+                    f"skipped the rest")
+        else:
+            text = (f"sample {key}: {SKIP_TEXT[skip.reason]}{skip.detail or ''}; skipped it (later bad samples "
+                    f"of this shard are only counted)")
+        who = ""
+        if self.slots > 1:  # every reader reports what it meets itself: say which one this is
+            who = f" [rank {self.rank}, reader {slot - self.rank * self.readers} of {self.readers}]"
+        print(f"warning: data: shard {self.shards.urls[shard]}: {text}{who}", file=sys.stderr, flush=True)
 
-    def _flush_reports(self, per_shard: dict) -> None:
-        if self.verbose:
-            for shard, c in per_shard.items():
-                what = ", ".join(f"{v} {k}" for k, v in sorted(c.items()))
-                print(f"warning: data: {self.shards.urls[shard]}: skipped {sum(c.values())} samples ({what})",
-                      file=sys.stderr, flush=True)
-        per_shard.clear()
+
+SKIP_TEXT = {  # what a Skip reason means, for the stderr report
+    "non_image": "no image member (.jpg/.png/.webp)",
+    "undecodable": "the image does not decode",
+    "wrong_size": "the image has the wrong size",
+    "missing_label": "no valid class label (.cls)",
+}
 
 
 def make_loader(stream: ShardStream, prefetch: int = 2, pin_memory: bool = False):
@@ -529,7 +623,7 @@ class ShardFeed:
     def __init__(self, cfg, seed: int, rank: int, world: int, batch_gpu: int, img_shape, num_classes: int,
                  device):
         self.cfg, self.seed, self.rank, self.world, self.batch_gpu = cfg, seed, rank, world, batch_gpu
-        self.shards = ShardSet.open(cfg.shards, cfg.meta)
+        self.shards = ShardSet.open(cfg.shards, cfg.meta, allow_pipe=getattr(cfg, "allow_pipe", False))
         C, H, W = img_shape
         classes = self.shards.classes
         if self.shards.meta is not None:
