@@ -10,7 +10,7 @@ import dataclasses
 import difflib
 
 from hifigan.errors import UserError
-from hifigan.schema import from_mapping
+from hifigan.schema import from_mapping, short
 
 
 class Registry:
@@ -47,12 +47,12 @@ class Registry:
 
     def get(self, name: str, where: str = "") -> type:
         self._load()
-        if name not in self._classes:
-            if name in self.moved_names:
-                raise UserError(f"{where}{self.kind} {name!r}: {self.moved_names[name]}")
-            close = difflib.get_close_matches(str(name), self.names(), n=1)
+        if not isinstance(name, str) or name not in self._classes:
+            if isinstance(name, str) and name in self.moved_names:
+                raise UserError(f"{where}{self.kind} {short(name)}: {self.moved_names[name]}")
+            close = difflib.get_close_matches(name[:100], self.names(), n=1) if isinstance(name, str) else None
             hint = f"did you mean {close[0]!r}? " if close else ""
-            raise UserError(f"{where}unknown {self.kind} {name!r} ({hint}known: {', '.join(self.names())})")
+            raise UserError(f"{where}unknown {self.kind} {short(name)} ({hint}known: {', '.join(self.names())})")
         return self._classes[name]
 
     def config(self, name: str, mapping: dict | None = None, where: str = ""):

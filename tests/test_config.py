@@ -66,9 +66,12 @@ def test_resolved_config_round_trips(dcgan_cfg, tmp_path):
     assert dump(again) == dump(cfg)
 
 
-def test_invalid_network_value_reports_the_section(dcgan_cfg):
-    with pytest.raises(UserError, match=r"G: resolution must be a power of two"):
+def test_invalid_network_value_reports_the_key_or_the_section(dcgan_cfg):
+    """A single field's range names its key; a check across fields (the Config's own) names the section."""
+    with pytest.raises(UserError, match=r"command line: G\.resolution: must be a power of two >= 8, got 30"):
         load_config(dcgan_cfg, ["G.resolution=30"])
+    with pytest.raises(UserError, match=r"command line: G: z_dim \(5\) must hold the codes"):
+        load_config(dcgan_cfg, ["G.z_dim=5", "G.code_cat=10"])
 
 
 def test_a_key_of_a_default_section_alone_keeps_the_default_entry(dcgan_cfg):

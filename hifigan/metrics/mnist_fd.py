@@ -33,6 +33,7 @@ from hifigan.errors import UserError
 from hifigan.metrics.base import MetricResult
 from hifigan.metrics.frechet import frechet_distance, gaussian_fit
 from hifigan.metrics.mnist_classifier import TrainedClassifier, features_and_logits, load_classifier, to_input
+from hifigan.schema import MAX_BATCH, MAX_COUNT, bounded, resolution_field
 from hifigan.registry import METRICS
 
 
@@ -66,11 +67,11 @@ class MnistFD:
 
     @dataclass(kw_only=True)
     class Config:
-        samples: int = 10_000        # generated images (seeds 0..samples-1)
-        resolution: int = 32         # classifier input size; samples and real digits are resized to it
-        classifier_seed: int = 0     # seed of the classifier's training (a different seed: another cached classifier)
-        batch: int = 250             # images per G / classifier forward pass
-        min_share: float = 0.01      # a class counts as covered when at least this share of samples is predicted as it
+        samples: int = bounded(10_000, ge=2, le=MAX_COUNT)     # generated images (seeds 0..samples-1)
+        resolution: int = resolution_field(32, 4, pow2=False)  # classifier input size; samples and real digits are resized to it
+        classifier_seed: int = bounded(0, ge=0, le=2**31 - 1)  # seed of the classifier's training (a different seed: another cached classifier)
+        batch: int = bounded(250, ge=1, le=MAX_BATCH)          # images per G / classifier forward pass
+        min_share: float = bounded(0.01, gt=0, le=1)           # a class counts as covered when at least this share of samples is predicted as it
 
         def __post_init__(self):
             if self.samples < 2:

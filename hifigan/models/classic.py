@@ -23,6 +23,7 @@ from torch import nn
 from hifigan.nn.codes import apply_codes, check_codes
 from hifigan.nn.init import dcgan_init
 from hifigan.nn.spectral import apply_spectral_norm
+from hifigan.schema import MAX_CHANNELS, MAX_CLASSES, MAX_WIDTH, bounded, resolution_field
 from hifigan.registry import CLASSIFIERS, DISCRIMINATORS, GENERATORS, Q_NETWORKS
 
 
@@ -40,15 +41,15 @@ class MLPGenerator(nn.Module):
 
     @dataclass(kw_only=True)
     class Config:
-        z_dim: int = 100                                            # input latent size
-        hidden: list[int] = field(default_factory=lambda: [256, 512, 1024])  # hidden layer widths
-        batch_norm: bool = False                                    # batch norm after each hidden layer
-        resolution: int = 28                                        # output H = W
-        channels: int = 1                                           # output image channels
-        num_classes: int = 0                                        # > 0: conditional on a class label
-        code_cat: int = 0                                           # InfoGAN codes: z's last code_cat + code_cont
-        code_cont: int = 0                                          # entries (hifigan/nn/codes.py)
-        init_std: float = 0.02                                      # N(0, std) weight init
+        z_dim: int = bounded(100, ge=1, le=MAX_WIDTH)          # input latent size
+        hidden: list[int] = bounded(default_factory=lambda: [256, 512, 1024], ge=1, le=MAX_WIDTH)  # hidden layer widths
+        batch_norm: bool = False                               # batch norm after each hidden layer
+        resolution: int = resolution_field(28, 1, pow2=False)  # output H = W
+        channels: int = bounded(1, ge=1, le=MAX_CHANNELS)      # output image channels
+        num_classes: int = bounded(0, ge=0, le=MAX_CLASSES)    # > 0: conditional on a class label
+        code_cat: int = bounded(0, ge=0, le=MAX_CLASSES)       # InfoGAN codes: z's last code_cat + code_cont
+        code_cont: int = bounded(0, ge=0, le=MAX_WIDTH)        # entries (hifigan/nn/codes.py)
+        init_std: float = bounded(0.02, gt=0)                  # N(0, std) weight init
 
         def __post_init__(self):
             check_codes(self.z_dim, self.code_cat, self.code_cont)
@@ -200,14 +201,14 @@ class MLPDiscriminator(HeadedDiscriminator):
 
     @dataclass(kw_only=True)
     class Config:
-        hidden: list[int] = field(default_factory=lambda: [1024, 512, 256])  # hidden layer widths
-        dropout: float = 0.0                                        # dropout after each hidden layer
-        resolution: int = 28                                        # input H = W
-        channels: int = 1                                           # input image channels
-        num_classes: int = 0                                        # > 0: conditional on a class label
-        init_std: float = 0.02                                      # N(0, std) weight init
-        aux_classes: int = 0          # > 0: auxiliary classifier on the last hidden layer (AC-GAN; SGAN: K + 1)
-        spectral_norm: bool = False   # spectral normalization of every D weight (SN-GAN)
+        hidden: list[int] = bounded(default_factory=lambda: [1024, 512, 256], ge=1, le=MAX_WIDTH)  # hidden layer widths
+        dropout: float = bounded(0.0, ge=0, lt=1)              # dropout after each hidden layer
+        resolution: int = resolution_field(28, 1, pow2=False)  # input H = W
+        channels: int = bounded(1, ge=1, le=MAX_CHANNELS)      # input image channels
+        num_classes: int = bounded(0, ge=0, le=MAX_CLASSES)    # > 0: conditional on a class label
+        init_std: float = bounded(0.02, gt=0)                  # N(0, std) weight init
+        aux_classes: int = bounded(0, ge=0, le=MAX_CLASSES)    # > 0: auxiliary classifier on the last hidden layer (AC-GAN; SGAN: K + 1)
+        spectral_norm: bool = False                            # spectral normalization of every D weight (SN-GAN)
         MOVED = MOVED
 
         def __post_init__(self):
@@ -239,12 +240,12 @@ class MLPClassifier(nn.Module):
 
     @dataclass(kw_only=True)
     class Config:
-        classes: int = 10                                           # number of classes (>= 2)
-        hidden: list[int] = field(default_factory=lambda: [1024, 512, 256])  # hidden layer widths
-        dropout: float = 0.0                                        # dropout after each hidden layer
-        resolution: int = 28                                        # input H = W
-        channels: int = 1                                           # input image channels
-        init_std: float = 0.02                                      # N(0, std) weight init
+        classes: int = bounded(10, ge=2, le=MAX_CLASSES)       # number of classes (>= 2)
+        hidden: list[int] = bounded(default_factory=lambda: [1024, 512, 256], ge=1, le=MAX_WIDTH)  # hidden layer widths
+        dropout: float = bounded(0.0, ge=0, lt=1)              # dropout after each hidden layer
+        resolution: int = resolution_field(28, 1, pow2=False)  # input H = W
+        channels: int = bounded(1, ge=1, le=MAX_CHANNELS)      # input image channels
+        init_std: float = bounded(0.02, gt=0)                  # N(0, std) weight init
 
         def __post_init__(self):
             if self.classes < 2:
@@ -267,16 +268,16 @@ class MLPCodePosterior(CodePosterior):
 
     @dataclass(kw_only=True)
     class Config:
-        q_cat: int = 10               # categorical code logits (0 = none)
-        q_cont: int = 2               # continuous code means (0 = none)
-        trunk: str = "shared"         # shared: heads on D's features (the paper); own: a trunk like D's of its own
-        hidden: list[int] = field(default_factory=lambda: [1024, 512, 256])  # D's hidden widths (both trunks)
-        dropout: float = 0.0          # dropout after each hidden layer (own trunk)
-        resolution: int = 28          # input H = W
-        channels: int = 1             # input image channels
-        num_classes: int = 0          # own trunk: conditional on a class label like D
-        init_std: float = 0.02        # N(0, std) weight init
-        spectral_norm: bool = False   # spectral normalization of every Q weight
+        q_cat: int = bounded(10, ge=0, le=MAX_CLASSES)         # categorical code logits (0 = none)
+        q_cont: int = bounded(2, ge=0, le=MAX_WIDTH)           # continuous code means (0 = none)
+        trunk: str = "shared"                                  # shared: heads on D's features (the paper); own: a trunk like D's of its own
+        hidden: list[int] = bounded(default_factory=lambda: [1024, 512, 256], ge=1, le=MAX_WIDTH)  # D's hidden widths (both trunks)
+        dropout: float = bounded(0.0, ge=0, lt=1)              # dropout after each hidden layer (own trunk)
+        resolution: int = resolution_field(28, 1, pow2=False)  # input H = W
+        channels: int = bounded(1, ge=1, le=MAX_CHANNELS)      # input image channels
+        num_classes: int = bounded(0, ge=0, le=MAX_CLASSES)    # own trunk: conditional on a class label like D
+        init_std: float = bounded(0.02, gt=0)                  # N(0, std) weight init
+        spectral_norm: bool = False                            # spectral normalization of every Q weight
 
         def __post_init__(self):
             check_q_config(self)

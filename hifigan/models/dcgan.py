@@ -29,6 +29,7 @@ from torch import nn
 from hifigan.models.classic import MOVED, CodePosterior, HeadedDiscriminator, check_heads_config, check_q_config
 from hifigan.nn.codes import apply_codes, check_codes
 from hifigan.nn.init import dcgan_init
+from hifigan.schema import MAX_CHANNELS, MAX_CLASSES, MAX_WIDTH, bounded, resolution_field
 from hifigan.registry import CLASSIFIERS, DISCRIMINATORS, GENERATORS, Q_NETWORKS
 
 NORMS = ("batch", "none", "layer")  # D normalization choices
@@ -47,15 +48,15 @@ class DCGANGenerator(nn.Module):
 
     @dataclass(kw_only=True)
     class Config:
-        z_dim: int = 100        # input latent size
-        resolution: int = 32    # output H = W, a power of two >= 8
-        channels: int = 1       # output image channels
-        width: int = 64         # channels of the last hidden layer (ngf); doubled per level towards 4x4
-        max_width: int = 1024   # cap on any layer's channels
-        num_classes: int = 0    # > 0: conditional (one-hot concatenated to z)
-        code_cat: int = 0       # InfoGAN: z's last code_cat + code_cont entries are codes (hifigan/nn/codes.py)
-        code_cont: int = 0
-        init_std: float = 0.02  # N(0, std) weight init
+        z_dim: int = bounded(100, ge=1, le=MAX_WIDTH)        # input latent size
+        resolution: int = resolution_field(32, 8)            # output H = W, a power of two >= 8
+        channels: int = bounded(1, ge=1, le=MAX_CHANNELS)    # output image channels
+        width: int = bounded(64, ge=1, le=MAX_WIDTH)         # channels of the last hidden layer (ngf); doubled per level towards 4x4
+        max_width: int = bounded(1024, ge=1, le=MAX_WIDTH)   # cap on any layer's channels
+        num_classes: int = bounded(0, ge=0, le=MAX_CLASSES)  # > 0: conditional (one-hot concatenated to z)
+        code_cat: int = bounded(0, ge=0, le=MAX_CLASSES)     # InfoGAN: z's last code_cat + code_cont entries are codes (hifigan/nn/codes.py)
+        code_cont: int = bounded(0, ge=0, le=MAX_WIDTH)
+        init_std: float = bounded(0.02, gt=0)                # N(0, std) weight init
 
         def __post_init__(self):
             _levels(self.resolution)
@@ -104,16 +105,16 @@ class DCGANDiscriminator(HeadedDiscriminator):
 
     @dataclass(kw_only=True)
     class Config:
-        resolution: int = 32    # input H = W, a power of two >= 8
-        channels: int = 1       # input image channels
-        width: int = 64         # channels of the first layer (ndf); doubled per level towards 4x4
-        max_width: int = 1024   # cap on any layer's channels
+        resolution: int = resolution_field(32, 8)                        # input H = W, a power of two >= 8
+        channels: int = bounded(1, ge=1, le=MAX_CHANNELS)                # input image channels
+        width: int = bounded(64, ge=1, le=MAX_WIDTH)                     # channels of the first layer (ndf); doubled per level towards 4x4
+        max_width: int = bounded(1024, ge=1, le=MAX_WIDTH)               # cap on any layer's channels
         norm: str = field(default="batch", metadata={"choices": NORMS})  # on all convs but the first (layer: GroupNorm)
-        batch_norm: typing.Optional[bool] = None  # legacy alias: false = norm none (older checkpoints' configs)
-        num_classes: int = 0    # > 0: conditional (one-hot label maps concatenated to the image)
-        init_std: float = 0.02  # N(0, std) weight init
-        aux_classes: int = 0          # > 0: auxiliary classifier on the flattened 4x4 map (AC-GAN; SGAN: K + 1)
-        spectral_norm: bool = False   # spectral normalization of every D weight (SN-GAN; usually norm none)
+        batch_norm: typing.Optional[bool] = None                         # legacy alias: false = norm none (older checkpoints' configs)
+        num_classes: int = bounded(0, ge=0, le=MAX_CLASSES)              # > 0: conditional (one-hot label maps concatenated to the image)
+        init_std: float = bounded(0.02, gt=0)                            # N(0, std) weight init
+        aux_classes: int = bounded(0, ge=0, le=MAX_CLASSES)              # > 0: auxiliary classifier on the flattened 4x4 map (AC-GAN; SGAN: K + 1)
+        spectral_norm: bool = False                                      # spectral normalization of every D weight (SN-GAN; usually norm none)
         MOVED = MOVED
 
         def __post_init__(self):
@@ -166,13 +167,13 @@ class DCGANClassifier(nn.Module):
 
     @dataclass(kw_only=True)
     class Config:
-        classes: int = 10       # number of classes (>= 2)
-        resolution: int = 32    # input H = W, a power of two >= 8
-        channels: int = 1       # input image channels
-        width: int = 64         # channels of the first layer; doubled per level towards 4x4
-        max_width: int = 1024   # cap on any layer's channels
+        classes: int = bounded(10, ge=2, le=MAX_CLASSES)                 # number of classes (>= 2)
+        resolution: int = resolution_field(32, 8)                        # input H = W, a power of two >= 8
+        channels: int = bounded(1, ge=1, le=MAX_CHANNELS)                # input image channels
+        width: int = bounded(64, ge=1, le=MAX_WIDTH)                     # channels of the first layer; doubled per level towards 4x4
+        max_width: int = bounded(1024, ge=1, le=MAX_WIDTH)               # cap on any layer's channels
         norm: str = field(default="batch", metadata={"choices": NORMS})  # on all convs but the first
-        init_std: float = 0.02  # N(0, std) weight init
+        init_std: float = bounded(0.02, gt=0)                            # N(0, std) weight init
 
         def __post_init__(self):
             _check_trunk(self)
@@ -197,17 +198,17 @@ class DCGANCodePosterior(CodePosterior):
 
     @dataclass(kw_only=True)
     class Config:
-        q_cat: int = 10         # categorical code logits (0 = none)
-        q_cont: int = 2         # continuous code means (0 = none)
-        trunk: str = "shared"   # shared: heads on D's features (the paper); own: a DCGAN D trunk of its own
-        resolution: int = 32    # input H = W, a power of two >= 8
-        channels: int = 1       # input image channels
-        width: int = 64         # D's first-layer channels (sizes the features either way)
-        max_width: int = 1024   # cap on any layer's channels
+        q_cat: int = bounded(10, ge=0, le=MAX_CLASSES)                   # categorical code logits (0 = none)
+        q_cont: int = bounded(2, ge=0, le=MAX_WIDTH)                     # continuous code means (0 = none)
+        trunk: str = "shared"                                            # shared: heads on D's features (the paper); own: a DCGAN D trunk of its own
+        resolution: int = resolution_field(32, 8)                        # input H = W, a power of two >= 8
+        channels: int = bounded(1, ge=1, le=MAX_CHANNELS)                # input image channels
+        width: int = bounded(64, ge=1, le=MAX_WIDTH)                     # D's first-layer channels (sizes the features either way)
+        max_width: int = bounded(1024, ge=1, le=MAX_WIDTH)               # cap on any layer's channels
         norm: str = field(default="batch", metadata={"choices": NORMS})  # own trunk: on all convs but the first
-        num_classes: int = 0    # own trunk: conditional like D (one-hot label maps)
-        init_std: float = 0.02  # N(0, std) weight init
-        spectral_norm: bool = False  # spectral normalization of every Q weight
+        num_classes: int = bounded(0, ge=0, le=MAX_CLASSES)              # own trunk: conditional like D (one-hot label maps)
+        init_std: float = bounded(0.02, gt=0)                            # N(0, std) weight init
+        spectral_norm: bool = False                                      # spectral normalization of every Q weight
 
         def __post_init__(self):
             _check_trunk(self)

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from torch import nn
 
 from hifigan.nn.init import dcgan_init
+from hifigan.schema import MAX_CHANNELS, MAX_WIDTH, bounded, resolution_field
 from hifigan.registry import DISCRIMINATORS
 
 NORMS = ("batch", "none")  # normalization choices of the encoder / decoder layers
@@ -104,15 +105,15 @@ class AutoencoderDiscriminator(nn.Module):
 
     @dataclass(kw_only=True)
     class Config:
-        resolution: int = 32      # input H = W: >= 8, halving down to at most 7 px (28, 32, 64, ...)
-        channels: int = 1         # image channels
-        width: int = 64           # channels of the encoder's first layer; doubled per level towards the code
-        max_width: int = 1024     # cap on any layer's channels
-        code_dim: int = 64        # size of the code between encoder and decoder (BEGAN's h)
+        resolution: int = resolution_field(32, 8, pow2=False)            # input H = W: >= 8, halving down to at most 7 px (28, 32, 64, ...)
+        channels: int = bounded(1, ge=1, le=MAX_CHANNELS)                # image channels
+        width: int = bounded(64, ge=1, le=MAX_WIDTH)                     # channels of the encoder's first layer; doubled per level towards the code
+        max_width: int = bounded(1024, ge=1, le=MAX_WIDTH)               # cap on any layer's channels
+        code_dim: int = bounded(64, ge=1, le=MAX_WIDTH)                  # size of the code between encoder and decoder (BEGAN's h)
         norm: str = field(default="batch", metadata={"choices": NORMS})  # after every conv but the first: batch (DCGAN, EBGAN) or none (BEGAN)
         activation: str = field(default="lrelu", metadata={"choices": ("lrelu", "elu")})  # lrelu: LeakyReLU(0.2) encoder, ReLU decoder (DCGAN); elu: ELU throughout (BEGAN)
-        tanh_output: bool = False  # tanh on the reconstruction; off: a linear output (both papers, see module doc)
-        init_std: float = 0.02    # N(0, std) weight init (DCGAN)
+        tanh_output: bool = False                                        # tanh on the reconstruction; off: a linear output (both papers, see module doc)
+        init_std: float = bounded(0.02, gt=0)                            # N(0, std) weight init (DCGAN)
 
         def __post_init__(self):
             base_size(self.resolution)

@@ -38,6 +38,7 @@ from hifigan.nn.fir import setup_filter, upfirdn2d
 from hifigan.nn.mbstd import minibatch_std
 from hifigan.nn.norms import pixel_norm
 from hifigan.nn.rgb import ToRGB, from_rgb
+from hifigan.schema import MAX_CHANNELS, MAX_CLASSES, MAX_RESOLUTION, MAX_WIDTH, bounded, resolution_field
 from hifigan.registry import DISCRIMINATORS, GENERATORS
 
 
@@ -169,13 +170,13 @@ class ProGANGenerator(Progressive, nn.Module):
 
     @dataclass(kw_only=True)
     class Config:
-        z_dim: int = 512            # input latent size
-        resolution: int = 1024      # full output H = W, a power of two >= 4
-        channels: int = 3           # output image channels
-        channel_base: int = 16384   # channels at res r: min(channel_base // r, channel_max)
-        channel_max: int = 512      # cap on any layer's channels
-        num_classes: int = 0        # > 0: conditional (one-hot concatenated to z before normalizing)
-        pixel_norm: bool = True     # pixel norm after every conv (section 4.2); off only for ablations
+        z_dim: int = bounded(512, ge=1, le=MAX_WIDTH)        # input latent size
+        resolution: int = resolution_field(1024, 4)          # full output H = W, a power of two >= 4
+        channels: int = bounded(3, ge=1, le=MAX_CHANNELS)    # output image channels
+        channel_base: int = bounded(16384, ge=1, le=MAX_WIDTH * MAX_RESOLUTION)  # channels at res r: min(channel_base // r, channel_max)
+        channel_max: int = bounded(512, ge=1, le=MAX_WIDTH)  # cap on any layer's channels
+        num_classes: int = bounded(0, ge=0, le=MAX_CLASSES)  # > 0: conditional (one-hot concatenated to z before normalizing)
+        pixel_norm: bool = True                              # pixel norm after every conv (section 4.2); off only for ablations
 
         def __post_init__(self):
             check_channels(self.resolution, self.channel_base, self.channel_max)
@@ -271,13 +272,13 @@ class ProGANDiscriminator(Progressive, nn.Module):
 
     @dataclass(kw_only=True)
     class Config:
-        resolution: int = 1024      # full input H = W, a power of two >= 4
-        channels: int = 3           # input image channels
-        channel_base: int = 16384   # channels at res r: min(channel_base // r, channel_max)
-        channel_max: int = 512      # cap on any layer's channels
-        num_classes: int = 0        # > 0: conditional (projection discriminator, arXiv:1802.05637)
-        mbstd_group: int = 4        # minibatch-stddev group size (section 3); reduced to divide the batch
-        mbstd_channels: int = 1     # minibatch-stddev feature maps appended at 4x4; 0 disables it
+        resolution: int = resolution_field(1024, 4)           # full input H = W, a power of two >= 4
+        channels: int = bounded(3, ge=1, le=MAX_CHANNELS)     # input image channels
+        channel_base: int = bounded(16384, ge=1, le=MAX_WIDTH * MAX_RESOLUTION)  # channels at res r: min(channel_base // r, channel_max)
+        channel_max: int = bounded(512, ge=1, le=MAX_WIDTH)   # cap on any layer's channels
+        num_classes: int = bounded(0, ge=0, le=MAX_CLASSES)   # > 0: conditional (projection discriminator, arXiv:1802.05637)
+        mbstd_group: int = bounded(4, ge=1, le=MAX_WIDTH)     # minibatch-stddev group size (section 3); reduced to divide the batch
+        mbstd_channels: int = bounded(1, ge=0, le=MAX_WIDTH)  # minibatch-stddev feature maps appended at 4x4; 0 disables it
 
         def __post_init__(self):
             check_channels(self.resolution, self.channel_base, self.channel_max)

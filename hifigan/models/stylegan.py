@@ -41,6 +41,7 @@ from hifigan.nn.mapping import MappingNetwork, mix_styles
 from hifigan.nn.noise import ConstantInput, NoiseInjection
 from hifigan.nn.norms import adain
 from hifigan.nn.rgb import ToRGB
+from hifigan.schema import MAX_CHANNELS, MAX_CLASSES, MAX_LAYERS, MAX_RESOLUTION, MAX_WIDTH, bounded, resolution_field
 from hifigan.registry import DISCRIMINATORS, GENERATORS
 
 BLUR_TAPS = (1, 2, 1)  # the paper's separable binomial low-pass
@@ -127,17 +128,17 @@ class StyleGAN1Generator(nn.Module):
 
     @dataclass(kw_only=True)
     class Config:
-        z_dim: int = 512            # input latent size
-        w_dim: int = 512            # intermediate latent (style) size
-        resolution: int = 1024      # full output H = W, a power of two >= 4
-        channels: int = 3           # output image channels
-        channel_base: int = 16384   # channels at res r: min(channel_base // r, channel_max)
-        channel_max: int = 512      # cap on any layer's channels
-        mapping_layers: int = 8     # depth of the mapping MLP (section 2)
-        mapping_lr_mul: float = 0.01  # mapping network learning-rate multiplier (appendix C)
-        num_classes: int = 0        # > 0: conditional (class embedding concatenated to z in the mapping)
-        w_avg_beta: float = 0.995   # decay of the tracked average w used by truncation
-        progressive: bool = False   # grow from 4x4 with ProGAN's fade-in (the paper's training schedule)
+        z_dim: int = bounded(512, ge=1, le=MAX_WIDTH)          # input latent size
+        w_dim: int = bounded(512, ge=1, le=MAX_WIDTH)          # intermediate latent (style) size
+        resolution: int = resolution_field(1024, 4)            # full output H = W, a power of two >= 4
+        channels: int = bounded(3, ge=1, le=MAX_CHANNELS)      # output image channels
+        channel_base: int = bounded(16384, ge=1, le=MAX_WIDTH * MAX_RESOLUTION)  # channels at res r: min(channel_base // r, channel_max)
+        channel_max: int = bounded(512, ge=1, le=MAX_WIDTH)    # cap on any layer's channels
+        mapping_layers: int = bounded(8, ge=1, le=MAX_LAYERS)  # depth of the mapping MLP (section 2)
+        mapping_lr_mul: float = bounded(0.01, gt=0)            # mapping network learning-rate multiplier (appendix C)
+        num_classes: int = bounded(0, ge=0, le=MAX_CLASSES)    # > 0: conditional (class embedding concatenated to z in the mapping)
+        w_avg_beta: float = bounded(0.995, ge=0, le=1)         # decay of the tracked average w used by truncation
+        progressive: bool = False                              # grow from 4x4 with ProGAN's fade-in (the paper's training schedule)
 
         def __post_init__(self):
             check_channels(self.resolution, self.channel_base, self.channel_max)

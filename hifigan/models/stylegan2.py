@@ -40,6 +40,7 @@ from hifigan.nn.noise import NOISE_MODES, ConstantInput, NoiseInjection
 from hifigan.nn.norms import pixel_norm
 from hifigan.nn.rgb import ToRGB, from_rgb
 from hifigan.models.progan import channels_at, log2_resolution
+from hifigan.schema import MAX_CHANNELS, MAX_CLASSES, MAX_LAYERS, MAX_RESOLUTION, MAX_WIDTH, bounded, resolution_field
 from hifigan.registry import DISCRIMINATORS, GENERATORS
 
 FIR_TAPS = (1, 3, 3, 1)  # binomial low-pass of section 4 / appendix B
@@ -153,19 +154,19 @@ class StyleGAN2Generator(nn.Module):
 
     @dataclass(kw_only=True)
     class Config:
-        z_dim: int = 512                      # input latent size
-        w_dim: int = 512                      # intermediate latent size
-        resolution: int = 1024                # output H = W, a power of two >= 8
-        channels: int = 3                     # output image channels
-        channel_base: int = 32768             # channels at res r: min(channel_base // r, channel_max)
-        channel_max: int = 512                # cap on any layer's channels
-        mapping_layers: int = 8               # fully connected layers of the mapping network
-        mapping_lr_mul: float = 0.01          # mapping network learning-rate multiplier (StyleGAN app. C)
-        num_classes: int = 0                  # > 0: conditional (class embedding concatenated to z)
-        w_avg_beta: float = 0.995             # decay of the moving average of w used by truncation
-        num_fp16_res: int = 0                 # the highest N resolutions run in float16 on CUDA (not 4x4)
-        conv_clamp: Optional[float] = None    # clamp conv outputs to +-conv_clamp (recipes: 256)
-        fused_modconv: Optional[bool] = None  # None: fused grouped conv in eval, per-channel scaling in training
+        z_dim: int = bounded(512, ge=1, le=MAX_WIDTH)          # input latent size
+        w_dim: int = bounded(512, ge=1, le=MAX_WIDTH)          # intermediate latent size
+        resolution: int = resolution_field(1024, 8)            # output H = W, a power of two >= 8
+        channels: int = bounded(3, ge=1, le=MAX_CHANNELS)      # output image channels
+        channel_base: int = bounded(32768, ge=1, le=MAX_WIDTH * MAX_RESOLUTION)  # channels at res r: min(channel_base // r, channel_max)
+        channel_max: int = bounded(512, ge=1, le=MAX_WIDTH)    # cap on any layer's channels
+        mapping_layers: int = bounded(8, ge=1, le=MAX_LAYERS)  # fully connected layers of the mapping network
+        mapping_lr_mul: float = bounded(0.01, gt=0)            # mapping network learning-rate multiplier (StyleGAN app. C)
+        num_classes: int = bounded(0, ge=0, le=MAX_CLASSES)    # > 0: conditional (class embedding concatenated to z)
+        w_avg_beta: float = bounded(0.995, ge=0, le=1)         # decay of the moving average of w used by truncation
+        num_fp16_res: int = bounded(0, ge=0, le=16)            # the highest N resolutions run in float16 on CUDA (not 4x4)
+        conv_clamp: Optional[float] = bounded(None, gt=0)      # clamp conv outputs to +-conv_clamp (recipes: 256)
+        fused_modconv: Optional[bool] = None                   # None: fused grouped conv in eval, per-channel scaling in training
 
         def __post_init__(self):
             _log2_resolution(self.resolution)
@@ -271,15 +272,15 @@ class StyleGAN2Discriminator(nn.Module):
 
     @dataclass(kw_only=True)
     class Config:
-        resolution: int = 1024                # input H = W, a power of two >= 8
-        channels: int = 3                     # input image channels
-        channel_base: int = 32768             # channels at res r: min(channel_base // r, channel_max)
-        channel_max: int = 512                # cap on any layer's channels
-        num_classes: int = 0                  # > 0: conditional by projection onto a class embedding
-        mbstd_group: int = 4                  # minibatch-stddev group size (smaller if it does not divide N)
-        mbstd_channels: int = 1               # minibatch-stddev feature maps appended; 0 disables it
-        num_fp16_res: int = 0                 # the highest N resolutions run in float16 on CUDA (not 4x4)
-        conv_clamp: Optional[float] = None    # clamp conv outputs to +-conv_clamp (recipes: 256)
+        resolution: int = resolution_field(1024, 8)           # input H = W, a power of two >= 8
+        channels: int = bounded(3, ge=1, le=MAX_CHANNELS)     # input image channels
+        channel_base: int = bounded(32768, ge=1, le=MAX_WIDTH * MAX_RESOLUTION)  # channels at res r: min(channel_base // r, channel_max)
+        channel_max: int = bounded(512, ge=1, le=MAX_WIDTH)   # cap on any layer's channels
+        num_classes: int = bounded(0, ge=0, le=MAX_CLASSES)   # > 0: conditional by projection onto a class embedding
+        mbstd_group: int = bounded(4, ge=1, le=MAX_WIDTH)     # minibatch-stddev group size (smaller if it does not divide N)
+        mbstd_channels: int = bounded(1, ge=0, le=MAX_WIDTH)  # minibatch-stddev feature maps appended; 0 disables it
+        num_fp16_res: int = bounded(0, ge=0, le=16)           # the highest N resolutions run in float16 on CUDA (not 4x4)
+        conv_clamp: Optional[float] = bounded(None, gt=0)     # clamp conv outputs to +-conv_clamp (recipes: 256)
 
         def __post_init__(self):
             _log2_resolution(self.resolution)

@@ -15,6 +15,7 @@ from torch import nn
 
 from hifigan.models.energy import NORMS, base_size, conv_encoder
 from hifigan.nn.init import dcgan_init
+from hifigan.schema import MAX_CHANNELS, MAX_WIDTH, bounded, resolution_field
 from hifigan.registry import DISCRIMINATORS, ENCODERS
 
 
@@ -24,13 +25,13 @@ class VAEEncoder(nn.Module):
 
     @dataclass(kw_only=True)
     class Config:
-        z_dim: int = 20           # latent size; must equal G.z_dim (G is the decoder)
-        resolution: int = 32      # input H = W: >= 8, halving down to at most 7 px (28, 32, 64, ...)
-        channels: int = 1         # image channels
-        width: int = 64           # channels of the first layer; doubled per level
-        max_width: int = 1024     # cap on any layer's channels
+        z_dim: int = bounded(20, ge=1, le=MAX_WIDTH)                     # latent size; must equal G.z_dim (G is the decoder)
+        resolution: int = resolution_field(32, 8, pow2=False)            # input H = W: >= 8, halving down to at most 7 px (28, 32, 64, ...)
+        channels: int = bounded(1, ge=1, le=MAX_CHANNELS)                # image channels
+        width: int = bounded(64, ge=1, le=MAX_WIDTH)                     # channels of the first layer; doubled per level
+        max_width: int = bounded(1024, ge=1, le=MAX_WIDTH)               # cap on any layer's channels
         norm: str = field(default="batch", metadata={"choices": NORMS})  # after every conv but the first: batch (DCGAN) or none
-        init_std: float = 0.02    # N(0, std) weight init; small heads start q(z|x) near N(0, I)
+        init_std: float = bounded(0.02, gt=0)                            # N(0, std) weight init; small heads start q(z|x) near N(0, I)
 
         def __post_init__(self):
             base_size(self.resolution)

@@ -26,6 +26,7 @@ from hifigan.errors import UserError
 from hifigan.objectives.base import Batch, Objective, PhaseSpec, d_labels, dmain, fakes, gmain, real_fake_logits
 from hifigan.objectives.gan import d_logistic, g_nonsaturating
 from hifigan.objectives.wgan import critic_loss, g_wasserstein
+from hifigan.schema import bounded
 from hifigan.registry import OBJECTIVES
 
 ADVERSARIAL = ("gan", "wgan")
@@ -82,8 +83,8 @@ class CGANClassifierObjective(Objective):
 
     @dataclass(kw_only=True)
     class Config:
-        adversarial: str = "gan"    # "gan" (BCE, non-saturating G) or "wgan" (critic; clip with optim.D.weight_clip)
-        class_weight: float = 1.0   # weight of C's cross-entropy on G(z, c) in G's loss
+        adversarial: str = "gan"                  # "gan" (BCE, non-saturating G) or "wgan" (critic; clip with optim.D.weight_clip)
+        class_weight: float = bounded(1.0, ge=0)  # weight of C's cross-entropy on G(z, c) in G's loss
 
         def __post_init__(self):
             _check_adversarial(self.adversarial)
@@ -128,8 +129,8 @@ class ACGANObjective(Objective):
 
     @dataclass(kw_only=True)
     class Config:
-        adversarial: str = "gan"    # "gan" (BCE, non-saturating G; the paper) or "wgan" (critic)
-        class_weight: float = 1.0   # weight of the class log-likelihood terms L_C in D's and G's losses
+        adversarial: str = "gan"                  # "gan" (BCE, non-saturating G; the paper) or "wgan" (critic)
+        class_weight: float = bounded(1.0, ge=0)  # weight of the class log-likelihood terms L_C in D's and G's losses
 
         def __post_init__(self):
             _check_adversarial(self.adversarial)

@@ -34,6 +34,7 @@ import torch
 from hifigan.config import PhaseConfig
 from hifigan.errors import UserError
 from hifigan.objectives.base import Batch, Objective, dmain, fakes, gmain
+from hifigan.schema import bounded
 from hifigan.registry import OBJECTIVES
 
 
@@ -81,8 +82,8 @@ class EBGANObjective(Objective):
 
     @dataclass(kw_only=True)
     class Config:
-        margin: float = 1.0         # m: D stops pushing a fake's energy (per-pixel MSE) up once it exceeds m
-        pt_weight: float = 0.1      # weight of the pull-away term in G's loss (EBGAN-PT: 0.1); 0 = plain EBGAN
+        margin: float = bounded(1.0, gt=0)     # m: D stops pushing a fake's energy (per-pixel MSE) up once it exceeds m
+        pt_weight: float = bounded(0.1, ge=0)  # weight of the pull-away term in G's loss (EBGAN-PT: 0.1); 0 = plain EBGAN
 
         def __post_init__(self):
             if self.margin <= 0:
@@ -123,9 +124,9 @@ class BEGANObjective(Objective):
 
     @dataclass(kw_only=True)
     class Config:
-        gamma: float = 0.5          # diversity ratio gamma = E[L(G(z))] / E[L(x)] that k_t steers to (0.5, 0.7 typical)
-        lambda_k: float = 0.001     # proportional gain of the k_t update (the paper: 0.001)
-        k_init: float = 0.0         # k_0 (the paper: 0)
+        gamma: float = bounded(0.5, gt=0, le=1)   # diversity ratio gamma = E[L(G(z))] / E[L(x)] that k_t steers to (0.5, 0.7 typical)
+        lambda_k: float = bounded(0.001, ge=0)    # proportional gain of the k_t update (the paper: 0.001)
+        k_init: float = bounded(0.0, ge=0, le=1)  # k_0 (the paper: 0)
 
         def __post_init__(self):
             if not 0 < self.gamma <= 1:

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 
 from hifigan.config import PhaseConfig
 from hifigan.objectives.base import Batch, Objective, d_labels, dmain, fake_inputs, fakes, gmain, real_fake_logits  # noqa: F401
+from hifigan.schema import bounded
 from hifigan.registry import OBJECTIVES
 
 
@@ -50,8 +51,8 @@ class GANObjective(Objective):
 
     @dataclass(kw_only=True)
     class Config:
-        g_loss: str = "nonsaturating"   # "nonsaturating" (-log D(G(z))) or "minimax" (log(1 - D(G(z))))
-        label_smoothing: float = 0.0    # one-sided: real target 1 - label_smoothing
+        g_loss: str = "nonsaturating"                      # "nonsaturating" (-log D(G(z))) or "minimax" (log(1 - D(G(z))))
+        label_smoothing: float = bounded(0.0, ge=0, lt=1)  # one-sided: real target 1 - label_smoothing
 
         def __post_init__(self):
             if self.g_loss not in ("nonsaturating", "minimax"):

@@ -28,6 +28,7 @@ from hifigan.config import PhaseConfig
 from hifigan.errors import UserError
 from hifigan.objectives.base import Batch, Objective, PhaseSpec, d_labels, dmain, gmain, real_fake_logits
 from hifigan.objectives.gan import d_logistic, g_nonsaturating
+from hifigan.schema import MAX_CLASSES, MAX_WIDTH, bounded
 from hifigan.registry import OBJECTIVES
 
 
@@ -48,10 +49,10 @@ class InfoGANObjective(Objective):
 
     @dataclass(kw_only=True)
     class Config:
-        cat: int = 10               # categories of the categorical code (0 = none; MNIST: 10)
-        cont: int = 2               # continuous codes, uniform in [-1, 1] (0 = none)
-        lambda_cat: float = 1.0     # weight of the categorical code's cross-entropy (paper: 1)
-        lambda_cont: float = 1.0    # weight of the continuous codes' Gaussian NLL (paper: smaller if it dominates)
+        cat: int = bounded(10, ge=0, le=MAX_CLASSES)  # categories of the categorical code (0 = none; MNIST: 10)
+        cont: int = bounded(2, ge=0, le=MAX_WIDTH)    # continuous codes, uniform in [-1, 1] (0 = none)
+        lambda_cat: float = bounded(1.0, ge=0)        # weight of the categorical code's cross-entropy (paper: 1)
+        lambda_cont: float = bounded(1.0, ge=0)       # weight of the continuous codes' Gaussian NLL (paper: smaller if it dominates)
 
         def __post_init__(self):
             if self.cat < 0 or self.cont < 0 or self.cat + self.cont == 0 or self.cat == 1:

@@ -21,6 +21,7 @@ from hifigan.config import PhaseConfig
 from hifigan.errors import UserError
 from hifigan.objectives.base import Batch, Objective, dmain, fakes, gmain
 from hifigan.objectives.conditional import labeled_accuracy, labeled_cross_entropy
+from hifigan.schema import bounded
 from hifigan.registry import OBJECTIVES
 
 
@@ -54,8 +55,8 @@ class SGANObjective(Objective):
 
     @dataclass(kw_only=True)
     class Config:
-        sup_weight: float = 1.0     # weight of the supervised cross-entropy on labelled reals
-        unsup_weight: float = 1.0   # weight of the unsupervised real-vs-fake terms
+        sup_weight: float = bounded(1.0, ge=0)    # weight of the supervised cross-entropy on labelled reals
+        unsup_weight: float = bounded(1.0, ge=0)  # weight of the unsupervised real-vs-fake terms
 
     phases = {"Dmain": dmain(), "Gmain": gmain()}
     default_phases = [PhaseConfig(name="Dmain", nets=["D"]), PhaseConfig(name="Gmain", nets=["G"])]

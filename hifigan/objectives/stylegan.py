@@ -28,6 +28,7 @@ from hifigan.config import PhaseConfig
 from hifigan.nn.penalties import path_lengths, r1_penalty
 from hifigan.objectives.base import Batch, Objective, PhaseSpec, d_labels
 from hifigan.errors import UserError
+from hifigan.schema import MAX_BATCH, MAX_COUNT, bounded
 from hifigan.registry import OBJECTIVES
 
 
@@ -37,13 +38,13 @@ class StyleGANObjective(Objective):
 
     @dataclass(kw_only=True)
     class Config:
-        r1_gamma: float = 10.0          # R1 weight gamma (penalty gamma / 2 * ||grad||^2); 0 = off
-        pl_weight: float = 0.0          # path-length weight (StyleGAN2: 2); 0 = off
-        pl_decay: float = 0.01          # decay of the path-length running mean
-        pl_batch_shrink: int = 2        # the path-length batch is the phase batch / this
-        style_mixing: float = 0.9       # probability of mixing two latents per sample; 0 = off
-        r1_every: int = 16              # Dreg interval of the default schedule (1 = not lazy, StyleGAN v1)
-        pl_every: int = 4               # Greg interval of the default schedule
+        r1_gamma: float = bounded(10.0, ge=0)                  # R1 weight gamma (penalty gamma / 2 * ||grad||^2); 0 = off
+        pl_weight: float = bounded(0.0, ge=0)                  # path-length weight (StyleGAN2: 2); 0 = off
+        pl_decay: float = bounded(0.01, ge=0, le=1)            # decay of the path-length running mean
+        pl_batch_shrink: int = bounded(2, ge=1, le=MAX_BATCH)  # the path-length batch is the phase batch / this
+        style_mixing: float = bounded(0.9, ge=0, le=1)         # probability of mixing two latents per sample; 0 = off
+        r1_every: int = bounded(16, ge=1, le=MAX_COUNT)        # Dreg interval of the default schedule (1 = not lazy, StyleGAN v1)
+        pl_every: int = bounded(4, ge=1, le=MAX_COUNT)         # Greg interval of the default schedule
 
     phases = {"Gmain": PhaseSpec("g_main", ("G", "D"), ("G",)), "Greg": PhaseSpec("g_reg", ("G",), ("G",)),
               "Dmain": PhaseSpec("d_main", ("G", "D"), ("D",), reals="draw"),

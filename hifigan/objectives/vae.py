@@ -26,6 +26,7 @@ import torch
 from hifigan.config import PhaseConfig
 from hifigan.errors import UserError
 from hifigan.objectives.base import Batch, Objective, PhaseSpec
+from hifigan.schema import bounded
 from hifigan.registry import OBJECTIVES
 
 _P_EPS = 1e-6  # keeps log p and log(1 - p) finite where G's tanh saturates
@@ -61,8 +62,8 @@ class VAEObjective(Objective):
     @dataclass(kw_only=True)
     class Config:
         likelihood: str = field(default="bernoulli", metadata={"choices": ("bernoulli", "gaussian")})  # p(x|z): bernoulli on (x+1)/2 (MNIST) or gaussian on [-1, 1]
-        sigma: float = 0.1          # gaussian likelihood's pixel std on the [-1, 1] scale (unused for bernoulli)
-        beta: float = 1.0           # weight of the KL term (1 = the ELBO; beta-VAE otherwise)
+        sigma: float = bounded(0.1, gt=0)  # gaussian likelihood's pixel std on the [-1, 1] scale (unused for bernoulli)
+        beta: float = bounded(1.0, ge=0)   # weight of the KL term (1 = the ELBO; beta-VAE otherwise)
 
         def __post_init__(self):
             if self.sigma <= 0 or self.beta < 0:

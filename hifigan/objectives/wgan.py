@@ -21,6 +21,7 @@ import torch
 from hifigan.config import PhaseConfig
 from hifigan.nn.penalties import gradient_penalty  # noqa: F401  (re-exported for the tests)
 from hifigan.objectives.base import Batch, Objective, d_labels, dmain, fakes, gmain, real_fake_logits
+from hifigan.schema import MAX_COUNT, bounded
 from hifigan.registry import OBJECTIVES
 
 
@@ -40,7 +41,7 @@ class WGANObjective(Objective):
 
     @dataclass(kw_only=True)
     class Config:
-        n_critic: int = 5           # Dmain repeats per G step in the default schedule (a `phases:` list overrides it)
+        n_critic: int = bounded(5, ge=1, le=MAX_COUNT)  # Dmain repeats per G step in the default schedule (a `phases:` list overrides it)
 
         def __post_init__(self):
             if self.n_critic < 1:
@@ -71,9 +72,9 @@ class WGANGPObjective(Objective):
 
     @dataclass(kw_only=True)
     class Config:
-        gp_lambda: float = 10.0     # gradient-penalty weight lambda
-        gp_target: float = 1.0      # the gradient norm the penalty pulls towards (ProGAN: 1)
-        drift: float = 0.001        # epsilon of the drift term epsilon * D(x)^2 (ProGAN); 0 = off
+        gp_lambda: float = bounded(10.0, ge=0)  # gradient-penalty weight lambda
+        gp_target: float = bounded(1.0, ge=0)   # the gradient norm the penalty pulls towards (ProGAN: 1)
+        drift: float = bounded(0.001, ge=0)     # epsilon of the drift term epsilon * D(x)^2 (ProGAN); 0 = off
 
     phases = {"Dmain": dmain(), "Gmain": gmain()}
     default_phases = [PhaseConfig(name="Dmain", nets=["D"]), PhaseConfig(name="Gmain", nets=["G"])]
