@@ -253,7 +253,11 @@ def load_classifier(resolution: int = 32, seed: int = 0, root=None, force: bool 
             print(f"warning: {path}: corrupt MNIST classifier cache ({e}); retraining it", file=sys.stderr)
     t0 = time.perf_counter()
     net, figures = train_classifier(resolution, seed, recipe)
-    _save(path, net, figures, resolution, seed, recipe)
+    try:
+        _save(path, net, figures, resolution, seed, recipe)
+    except OSError as e:  # a read-only or full cache: the figures stand, the next call trains again
+        print(f"warning: {path.parent}: cannot cache the MNIST metric classifier ({e.strerror or e}); set "
+              f"{CACHE_ENV} to a writable folder", file=sys.stderr)
     if verbose:
         print(f"trained the MNIST metric classifier ({resolution}x{resolution}, seed {seed}) in "
               f"{time.perf_counter() - t0:.1f} s: held-out accuracy {figures['held_out_acc']:.3f}; cached in {path}",
