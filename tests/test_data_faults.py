@@ -3,6 +3,7 @@ and stop with one line (exit code 2, no traceback) where they cannot; `pipe:` sh
 run only when a recipe allows them, never in --dry-run."""
 from __future__ import annotations
 
+import contextlib
 import errno
 import importlib.util
 import io
@@ -259,7 +260,6 @@ def test_webdataset_secure_mode_refuses_pipe_in_one_line(cut_shards, monkeypatch
     from hifigan.data.shards import ShardFeed
     cfg = DataConfig(shards=f"pipe:cat {cut}", meta=str(out / "dataset.json"), allow_pipe=True, resolution=8)
     buf = io.StringIO()
-    import contextlib
     with contextlib.redirect_stderr(buf):
         rc = run_main(ShardFeed, cfg, 0, 0, 1, 4, (1, 8, 8), 0, "cpu")
     line = _one_line_error(buf.getvalue())
@@ -272,3 +272,29 @@ def test_webdataset_secure_mode_refuses_pipe_in_one_line(cut_shards, monkeypatch
     monkeypatch.setenv("WDS_SECURE", "yes")
     with pytest.raises(UserError, match="WDS_SECURE='yes'"):
         ShardSet.open(str(out))
+
+
+def test_a_failing_pipe_command_is_a_damaged_shard_not_a_crash(cut_shards, capfd):
+    out, _ = cut_shards
+    urls = [f"pipe:cat {out}/s-00000{i}.tar" for i in (0, 1, 3)] + [f"pipe:cat {out}/missing/s-000002.tar"]
+    shards = ShardSet.open(urls, meta=str(out / "dataset.json"), allow_pipe=True)
+    st = ShardStream(shards, batch_size=4, epochs=1, seed=0, shuffle_buffer=5)
+    got = sum(len(b["img"]) for b in make_loader(st))
+    err = capfd.readouterr().err
+    assert got == 18 and "Traceback" not in err and "Exception ignored" not in err, err
+    lines = [ln for ln in err.splitlines() if ln.startswith("warning: data: shard ")]
+    assert len(lines) == 1 and "(read 0 of 6" in lines[0]
+    assert "truncated or damaged: cannot open: the command exited with status 1" in lines[0]
+
+
+def test_damaged_mnist_idx_files_are_one_line(tmp_path):
+    from hifigan.data.builtin import load_mnist
+    (tmp_path / "train-images-idx3-ubyte.gz").write_bytes(b"\x1f\x8b\x08\x00" + b"\x00" * 6 + b"garbage")
+    (tmp_path / "train-labels-idx1-ubyte").write_bytes(b"\x00\x00\x08\x01\x00")
+    with pytest.raises(UserError, match="train-images-idx3-ubyte.gz: cannot read IDX file") as e:
+        load_mnist(str(tmp_path))
+    assert "\n" not in str(e.value)
+    (tmp_path / "train-images-idx3-ubyte.gz").unlink()
+    (tmp_path / "train-images-idx3-ubyte").write_bytes(b"\x00\x00\x08\x03\x00\x00")
+    with pytest.raises(UserError, match="truncated IDX header"):
+        load_mnist(str(tmp_path))

@@ -63,6 +63,7 @@ import io
 import json
 import math
 import os
+import re
 import signal
 import sys
 import tarfile
@@ -274,6 +275,13 @@ def _open(url: str):
     return f, tarfile.open(fileobj=f, mode="r|")
 
 
+def _open_error(url: str, e: Exception) -> str:
+    status = re.search(r"exit (-?\d+)", str(e)) if url.startswith("pipe:") else None
+    if status:  # webdataset's message holds the whole Popen call
+        return f"the command exited with status {status.group(1)}"
+    return getattr(e, "strerror", None) or _first_line(e)
+
+
 def _first_line(e: Exception) -> str:
     lines = str(e).strip().splitlines()
     return lines[0][:120] if lines else type(e).__name__
@@ -289,7 +297,7 @@ def iter_samples(url: str, skip: int = 0):
     try:
         f, tf = _open(url)
     except (OSError, tarfile.TarError) as e:
-        yield Truncated(0, f"cannot open: {getattr(e, 'strerror', None) or _first_line(e)}")
+        yield Truncated(0, f"cannot open: {_open_error(url, e)}")
         return
     try:
         key, files, index = None, {}, -1
@@ -325,8 +333,17 @@ def iter_samples(url: str, skip: int = 0):
         if key is not None and index >= skip:
             yield key, files
     finally:
-        tf.close()
-        f.close()
+        _close(tf, f)
+
+
+def _close(tf, f) -> None:
+    """Close a shard; a pipe: command that exits non-zero after we stopped reading (SIGPIPE) or after
+    the last sample is no reason to fail: what was read was whole."""
+    for close in (tf.close, f.close):
+        try:
+            close()
+        except (OSError, tarfile.TarError):
+            pass
 
 
 def _ends_cleanly(f, offset: int) -> bool:
@@ -346,7 +363,7 @@ def count_samples(url: str) -> int:
     try:
         f, tf = _open(url)
     except (OSError, tarfile.TarError) as e:
-        print(f"warning: data: shard {url}: not a readable tar ({getattr(e, 'strerror', None) or _first_line(e)}); "
+        print(f"warning: data: shard {url}: not a readable tar ({_open_error(url, e)}); "
               f"it holds no samples", file=sys.stderr)
         return 0
     try:
@@ -362,8 +379,7 @@ def count_samples(url: str) -> int:
                 k = split_key(m.name)[0]
                 n, key = n + (k != key), k
     finally:
-        tf.close()
-        f.close()
+        _close(tf, f)
     return n
 
 
@@ -402,7 +418,7 @@ def decode(files: dict, resolution: int, source_resolution: int, channels: int, 
             im = im.reduce(im.width // resolution)  # exact box filter (2x2 average per octave)
     except Skip:
         raise
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
+    except Exception:  # PIL raises many types on corrupt data (OSError, SyntaxError, struct.error, ...)
         raise Skip("undecodable") from None
     arr = np.asarray(im)
     if arr.shape[:2] != (resolution, resolution):
