@@ -10,6 +10,9 @@ that are already R x R. Without --resolution, R is the shorter side of the first
 Labels (auto): labels.json in the source root, else first-level sub-folder names when every image
 sits in one and there are at least 2, else none. Class names are sorted; int classes keep their
 value. Rerunning the same command resumes an interrupted run. More in hifigan/data/pack.py.
+Symlinked folders are followed, each real folder once (a link back to an ancestor is reported and
+not followed again); dangling links and unreadable files are skipped and counted like undecodable
+images. A source or --out that cannot be used, or a failed write (disk full), is one line, exit 2.
 """
 import argparse
 import sys
