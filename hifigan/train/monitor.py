@@ -4,6 +4,7 @@ every rank, so collectives (means of the statistics over ranks) line up.
 """
 from __future__ import annotations
 
+import sys
 import time
 from pathlib import Path
 
@@ -50,6 +51,14 @@ class Monitor:
     def say(self, line: str) -> None:
         if self.backend.is_main:
             (self.bar.write if self.bar is not None else print)(line)
+
+    def warn(self, line: str) -> None:
+        """A warning on stderr (main process only), above the progress bar."""
+        if self.backend.is_main:
+            if self.bar is not None:
+                self.bar.write(line, file=sys.stderr)
+            else:
+                print(line, file=sys.stderr, flush=True)
 
     # -- what is logged ------------------------------------------------------------------------
     def scalars(self, stats, extra: dict, nimg: int, step: int) -> None:

@@ -27,7 +27,7 @@ def _files(trainer) -> dict:
 
 
 def latest(trainer) -> Path | None:
-    return checkpoint.latest(trainer.ckpt_root, warn=trainer.monitor.say)
+    return checkpoint.latest(trainer.ckpt_root, warn=trainer.monitor.warn)
 
 
 class NonFinite(UserError):
@@ -115,23 +115,29 @@ def _read(trainer, ckpt: Path) -> tuple[dict, dict]:
 def _find(trainer) -> tuple[Path, dict, dict] | None:
     """The newest loadable checkpoint, newest first from the one `latest` names: a damaged one is
     moved aside to `damaged-step-N` (nothing is deleted) with a warning, and the next older one tried."""
-    root, say = trainer.ckpt_root, trainer.monitor.say
+    root, warn = trainer.ckpt_root, trainer.monitor.warn
     first = latest(trainer)
     if first is None:
         return None
     candidates = [first] + [p for p in reversed(checkpoint.complete(root)) if p.name < first.name]
+    damage = None
     for ckpt in candidates:
         try:
             state, tensors = _read(trainer, ckpt)
         except checkpoint.DamagedCheckpoint as e:
+            damage = e
+            trainer.backend.barrier()  # every rank has read it before the main process moves it
             if trainer.backend.is_main:
                 aside = root / f"damaged-{ckpt.name}"
-                os.replace(ckpt, aside) if not aside.exists() else None
-                say(f"warning: {e}; moved it to {aside.name} and trying the next older checkpoint")
+                if not aside.exists():
+                    os.replace(ckpt, aside)
+                warn(f"warning: {e}; moved it to {aside.name}" + (", trying the next older checkpoint"
+                                                                   if ckpt != candidates[-1] else ""))
             trainer.backend.barrier()
             continue
         return ckpt, state, tensors
-    raise UserError(f"{root}: every checkpoint is damaged (moved to damaged-step-*); start a new run_dir")
+    raise UserError(f"{root}: no loadable checkpoint is left ({damage}); the damaged ones were moved to "
+                    f"damaged-step-*; start a new run_dir")
 
 
 def _optim_changes(trainer, state: dict) -> list[str]:

@@ -53,7 +53,10 @@ class NetView:
 
 def build_nets(cfg) -> dict:
     """Every network the recipe names (G, D, Q, C, E, in that order), initialised from the run seed
-    alone: the same weights on every rank and world size."""
+    alone: the same weights on every rank and world size. Their memory is estimated on the meta
+    device first, so a recipe whose networks cannot fit fails in one line before allocating."""
+    from hifigan import budget
+    budget.check_training(cfg, NETWORKS)
     nets = {}
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.seed)
