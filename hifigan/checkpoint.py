@@ -233,17 +233,37 @@ def load_net_into(net: nn.Module, path: Path, arch: str) -> dict:
 
 
 def build_net(path: Path) -> tuple[nn.Module, dict]:
-    """Rebuild a network from its file alone: kind, arch and config from the metadata, then the weights."""
-    md, _ = read_net(path)
-    reg = registry.by_kind(md.get("kind"))
-    if reg is None or md.get("arch") not in reg.names():
-        raise UserError(f"{path}: unknown network kind/arch {md.get('kind')}/{md.get('arch')} "
+    """Rebuild a network from its file alone: kind, arch and config from the metadata, then the weights.
+    The network is built on the meta device first, so a config asking for more memory than the
+    machine has, or for tensor shapes other than the file's, is a one-line error before allocating."""
+    from hifigan import budget
+    from hifigan.schema import short as bounded_repr
+    md, tensors = read_net(path)
+    kind, arch = md.get("kind"), md.get("arch")
+    reg = registry.by_kind(kind)
+    if reg is None or arch not in reg.names():
+        raise UserError(f"{path}: unknown network kind/arch {bounded_repr(kind, 40)}/{bounded_repr(arch, 40)} "
                         f"(written by a newer hifigan?)")
     try:
-        net = reg.build(md["arch"], json.loads(md["net_config"]))
-    except (ConfigError, json.JSONDecodeError) as e:
-        raise UserError(f"{path}: its network config does not fit this hifigan ({e})") from None
-    load_net_into(net, path, md["arch"])
+        cfg = reg.config(arch, json.loads(md.get("net_config", "")))
+    except (ConfigError, ValueError, RecursionError) as e:  # json.JSONDecodeError is a ValueError
+        raise UserError(f"{path}: its network config does not fit this hifigan ({one_line(e, 200)})") from None
+    cls = reg.get(arch)
+    meta = budget.build_on_meta(cls, cfg)
+    if meta is not None:
+        budget.check(budget.describe(str(path), arch, cfg), budget.tensor_bytes(meta), "cpu",
+                     "its config asks for a network this machine cannot hold; give a checkpoint of a smaller network")
+        want = {k: tuple(v.shape) for k, v in meta.state_dict().items()}
+        have = {k: tuple(v.shape) for k, v in tensors.items()}
+        bad = next((k for k in sorted(want.keys() | have.keys()) if want.get(k) != have.get(k)), None)
+        if bad is not None:
+            raise DamagedCheckpoint(f"{path}: tensor {bounded_repr(bad, 60)} is {have.get(bad, 'missing')} in the file "
+                                    f"but {want.get(bad, 'absent')} for its own config; the file is damaged or edited")
+    net = cls(cfg)
+    try:
+        net.load_state_dict(tensors)
+    except RuntimeError as e:
+        raise DamagedCheckpoint(f"{path}: weights do not fit its own config ({one_line(e, 160)})") from None
     return net, md
 
 
