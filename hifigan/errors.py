@@ -60,6 +60,13 @@ def describe(e: BaseException) -> str | None:
 def run_main(fn, *args, **kwargs) -> int:
     """Run an entry point: bad input or environment -> one line on stderr and exit code 2; else 0."""
     import sys
+    import threading
+    default_hook = threading.excepthook
+
+    def thread_hook(args):  # a writer thread's OSError (TensorBoard's) is re-raised in the main thread
+        if not issubclass(args.exc_type, (OSError, UserError)):
+            default_hook(args)
+    threading.excepthook = thread_hook
     try:
         fn(*args, **kwargs)
     except (UserError, OSError, UnicodeError) as e:
@@ -68,4 +75,6 @@ def run_main(fn, *args, **kwargs) -> int:
         except OSError:
             pass
         return UserError.exit_code
+    finally:
+        threading.excepthook = default_hook
     return 0

@@ -187,6 +187,15 @@ def test_file_size_limit_during_a_checkpoint_then_a_bit_identical_resume(base_ru
         assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), name
 
 
+def test_a_full_event_file_is_one_line_naming_it(tmp_path):
+    run = tmp_path / "run"
+    cmd = [PY, str(ROOT / "launch" / "train.py"), str(DCGAN), *overrides(run, 0.32, **{"log.every_kimg": 0.016})]
+    r = subprocess.run(cmd, cwd=ROOT, env=env1(), capture_output=True, text=True, timeout=300,
+                       preexec_fn=_limit_file_size(20_000))
+    msg = one_line_error(r)
+    assert "tensorboard" in msg and "file-size limit" in msg
+
+
 def test_stale_temporaries_are_removed_before_a_save(base_run, tmp_path):
     run = copy_of(base_run, tmp_path)
     stale = run / "checkpoints" / ".step-00000030.tmp99999"

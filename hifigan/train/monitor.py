@@ -14,6 +14,26 @@ from hifigan import config as config_mod
 from hifigan import io, sampling
 
 
+class _Events:
+    """A TensorBoard writer whose OSErrors (raised in its writer thread, re-raised on the next call) name
+    the event folder, so a full disk reads as one line about it (hifigan.errors.run_main)."""
+
+    def __init__(self, writer, where: Path):
+        self._writer, self._where = writer, str(where)
+
+    def __getattr__(self, name):
+        fn = getattr(self._writer, name)
+
+        def call(*args, **kwargs):
+            try:
+                return fn(*args, **kwargs)
+            except OSError as e:
+                if e.filename is None:
+                    e.filename = self._where
+                raise
+        return call
+
+
 class Monitor:
     def __init__(self, cfg, backend, run_dir: Path):
         self.cfg, self.backend, self.run_dir = cfg, backend, run_dir
@@ -30,7 +50,8 @@ class Monitor:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         text = config_mod.dump(self.cfg)
         io.atomic_write(self.run_dir / "config.yaml", lambda tmp: Path(tmp).write_text(text))
-        self.writer = SummaryWriter(str(self.run_dir / "tensorboard"), purge_step=nimg if resumed else None)
+        self.writer = _Events(SummaryWriter(str(self.run_dir / "tensorboard"), purge_step=nimg if resumed else None),
+                              self.run_dir / "tensorboard")
         self.writer.add_text("config", "```\n" + text + "\n```", nimg)
         if self.cfg.log.progress:
             from tqdm import tqdm
