@@ -40,7 +40,7 @@ class PhaseConfig:
 @dataclass(kw_only=True)
 class OptimConfig:
     name: str = field(default="adam", metadata={"choices": ("adam", "rmsprop", "sgd")})  # optimizer
-    lr: float = bounded(2e-4, gt=0)                             # learning rate
+    lr: float = bounded(2e-4, ge=0)                             # learning rate (0 freezes the net)
     betas: tuple[float, float] = bounded((0.5, 0.999), ge=0, lt=1)  # Adam betas (DCGAN: beta1 = 0.5)
     eps: float = bounded(1e-8, gt=0)                            # Adam / RMSProp epsilon
     momentum: float = bounded(0.0, ge=0, lt=1)                  # RMSProp / SGD momentum
