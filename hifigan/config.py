@@ -165,8 +165,10 @@ _Loader.add_implicit_resolver(
     list("-+0123456789."))
 
 
-def loads(text: str):
-    return yaml.load(text, Loader=_Loader)
+def loads(text: str, source: str = "config"):
+    """Parse YAML text (the one YAML parser of hifigan) into plain dicts and lists, refusing alias bombs
+    and deep nesting in one line naming `source` (see `_bounded_tree`)."""
+    return _bounded_tree(yaml.load(text, Loader=_Loader), source)
 
 
 def _index(part: str) -> int | None:
@@ -203,10 +205,10 @@ def parse_overrides(overrides) -> list[tuple[str, object]]:
             raise UserError(f"command line: {short(item)}: expected key=value, e.g. train.batch_size=64")
         key, raw = item.split("=", 1)
         try:
-            value = loads(raw) if raw != "" else ""
+            value = loads(raw, f"command line: {short(key.strip(), 60)}") if raw != "" else ""
         except (yaml.YAMLError, ValueError, RecursionError):  # ValueError: an integer of 4,300+ digits
             value = raw
-        out.append((key.strip(), _bounded_tree(value, f"command line: {short(key.strip(), 60)}")))
+        out.append((key.strip(), value))
     return out
 
 
@@ -276,7 +278,7 @@ def _read_yaml(path: Path) -> dict:
         raise UserError(f"{path}: not a text YAML file (byte 0x{raw[e.start]:02x} at offset {e.start} is not "
                         f"UTF-8); give a YAML recipe such as configs/mnist_dcgan.yaml") from None
     try:
-        data = loads(text)
+        data = loads(text, str(path))
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark else ""
@@ -290,7 +292,7 @@ def _read_yaml(path: Path) -> dict:
         raise UserError(f"{path}: empty config; start from a recipe in configs/ (e.g. configs/mnist_dcgan.yaml)")
     if not isinstance(data, dict):
         raise UserError(f"{path}: expected a mapping of keys at the top level, got {type(data).__name__} ({hint})")
-    return _bounded_tree(data, str(path))
+    return data
 
 
 def _one_line(text, n: int = 160) -> str:

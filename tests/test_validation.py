@@ -37,7 +37,7 @@ def one_line_error(fn, *args, **kw) -> str:
     ("train.total_kimg=-.inf", "train.total_kimg", "not a finite number"),
     ("train.total_kimg=1e999", "train.total_kimg", "not a finite number"),
     ("train.total_kimg=0", "train.total_kimg", "(allowed: a number in (0, "),
-    ("optim.G.lr=-1", "optim.G.lr", "(allowed: a number > 0)"),
+    ("optim.G.lr=-1", "optim.G.lr", "(allowed: a number >= 0)"),
     ("optim.D.lr=nan", "optim.D.lr", "not a finite number"),
     ("optim.G.betas=[0.5, 1.0]", "optim.G.betas.1", "(allowed: a number in [0, 1))"),
     ("optim.D.betas=[-0.1, 0.9]", "optim.D.betas.0", "(allowed: a number in [0, 1))"),
@@ -176,9 +176,10 @@ def test_a_file_that_is_not_a_recipe_is_one_line(tmp_path, name, content, what):
 def test_the_schema_and_its_messages_never_walk_an_expanded_alias_tree():
     """Defence in depth: past the expansion limit, validating and quoting the shared (unexpanded) tree
     that PyYAML builds touches only what a message prints."""
-    from hifigan.config import Config, loads
+    import yaml
+    from hifigan.config import Config, _Loader
     from hifigan.schema import ConfigError, from_mapping
-    tree = loads(_bomb())
+    tree = yaml.load(_bomb(), Loader=_Loader)  # PyYAML's own tree: aliases are shared objects
     assert len(_bomb().encode()) < 450
     t0 = time.monotonic()
     assert len(short(tree["metrics"][-1])) <= 80  # 9^9 values behind it
@@ -186,6 +187,13 @@ def test_the_schema_and_its_messages_never_walk_an_expanded_alias_tree():
     with pytest.raises(ConfigError, match=r"^metrics\.0: expected a string, got \[\[\[\["):
         from_mapping(Config, tree)
     assert time.monotonic() - t0 < 1
+
+
+def test_every_yaml_text_hifigan_parses_is_bounded():
+    """config.loads is the one YAML parser (recipes, overrides, the config saved in a checkpoint's state)."""
+    from hifigan.config import loads
+    assert one_line_error(loads, _bomb(), "ckpt/state.pt").startswith("ckpt/state.pt: expands to more than 100,000")
+    assert loads("optim: {G: &o {lr: 1}, D: *o}")["optim"]["D"] == {"lr": 1}
 
 
 def test_a_folder_or_an_unreadable_file_is_one_line(tmp_path, monkeypatch):
