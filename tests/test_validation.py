@@ -93,8 +93,10 @@ def test_bad_number_in_the_run_schema_is_one_line_naming_the_key(dcgan_cfg, over
     ("D", {"arch": "dcgan", "aux_classes": -1}, "D.aux_classes", "[0, 65536]"),
     ("D", {"arch": "autoencoder", "code_dim": 0}, "D.code_dim", "[1, 65536]"),
     ("D", {"arch": "progan", "resolution": 0}, "D.resolution", "[4, 8192]"),
-    ("C", {"arch": "mlp", "classes": 1}, "C.classes", "[2, 65536]"),
-    ("Q", {"arch": "dcgan", "q_cont": -2}, "Q.q_cont", "[0, 65536]"),
+    ("C", {"arch": "mlp", "classes": 1}, "C", "classes must be >= 2"),  # richer rules: the Config's own check
+    ("C", {"arch": "dcgan", "classes": 100_000}, "C.classes", "<= 65536"),
+    ("Q", {"arch": "dcgan", "q_cont": -2}, "Q", "q_cat must be 0 or >= 2 and q_cont >= 0"),
+    ("Q", {"arch": "mlp", "q_cat": 10 ** 6}, "Q.q_cat", "<= 65536"),
     ("E", {"arch": "dcgan", "z_dim": 0}, "E.z_dim", "[1, 65536]"),
     ("objective", {"name": "stylegan", "r1_every": 0}, "objective.r1_every", "[1, "),
     ("objective", {"name": "wgan_gp", "gp_lambda": -10}, "objective.gp_lambda", ">= 0"),

@@ -240,7 +240,7 @@ class MLPClassifier(nn.Module):
 
     @dataclass(kw_only=True)
     class Config:
-        classes: int = bounded(10, ge=2, le=MAX_CLASSES)       # number of classes (>= 2)
+        classes: int = bounded(10, le=MAX_CLASSES)         # number of classes (>= 2)
         hidden: list[int] = bounded(default_factory=lambda: [1024, 512, 256], ge=1, le=MAX_WIDTH)  # hidden layer widths
         dropout: float = bounded(0.0, ge=0, lt=1)              # dropout after each hidden layer
         resolution: int = resolution_field(28, 1, pow2=False)  # input H = W
@@ -268,8 +268,8 @@ class MLPCodePosterior(CodePosterior):
 
     @dataclass(kw_only=True)
     class Config:
-        q_cat: int = bounded(10, ge=0, le=MAX_CLASSES)         # categorical code logits (0 = none)
-        q_cont: int = bounded(2, ge=0, le=MAX_WIDTH)           # continuous code means (0 = none)
+        q_cat: int = bounded(10, le=MAX_CLASSES)           # categorical code logits (0 = none)
+        q_cont: int = bounded(2, le=MAX_WIDTH)             # continuous code means (0 = none)
         trunk: str = "shared"                                  # shared: heads on D's features (the paper); own: a trunk like D's of its own
         hidden: list[int] = bounded(default_factory=lambda: [1024, 512, 256], ge=1, le=MAX_WIDTH)  # D's hidden widths (both trunks)
         dropout: float = bounded(0.0, ge=0, lt=1)              # dropout after each hidden layer (own trunk)

@@ -167,7 +167,7 @@ class DCGANClassifier(nn.Module):
 
     @dataclass(kw_only=True)
     class Config:
-        classes: int = bounded(10, ge=2, le=MAX_CLASSES)                 # number of classes (>= 2)
+        classes: int = bounded(10, le=MAX_CLASSES)                   # number of classes (>= 2)
         resolution: int = resolution_field(32, 8)                        # input H = W, a power of two >= 8
         channels: int = bounded(1, ge=1, le=MAX_CHANNELS)                # input image channels
         width: int = bounded(64, ge=1, le=MAX_WIDTH)                     # channels of the first layer; doubled per level towards 4x4
@@ -198,8 +198,8 @@ class DCGANCodePosterior(CodePosterior):
 
     @dataclass(kw_only=True)
     class Config:
-        q_cat: int = bounded(10, ge=0, le=MAX_CLASSES)                   # categorical code logits (0 = none)
-        q_cont: int = bounded(2, ge=0, le=MAX_WIDTH)                     # continuous code means (0 = none)
+        q_cat: int = bounded(10, le=MAX_CLASSES)                     # categorical code logits (0 = none)
+        q_cont: int = bounded(2, le=MAX_WIDTH)                       # continuous code means (0 = none)
         trunk: str = "shared"                                            # shared: heads on D's features (the paper); own: a DCGAN D trunk of its own
         resolution: int = resolution_field(32, 8)                        # input H = W, a power of two >= 8
         channels: int = bounded(1, ge=1, le=MAX_CHANNELS)                # input image channels
