@@ -165,6 +165,7 @@ def _bomb(depth=9, width=9) -> str:
     ("deep.yaml", "metrics: " + "[" * 3000 + "]" * 3000 + "\n", "nested"),
     ("bigint.yaml", "seed: " + "9" * 5000 + "\n", "not a usable YAML recipe"),
     ("list.yaml", "- 1\n- 2\n", "expected a mapping of keys at the top level"),
+    ("huge.yaml", "seed: 1\n" + "#" * (1 << 20), "too large for a config file"),
 ])
 def test_a_file_that_is_not_a_recipe_is_one_line(tmp_path, name, content, what):
     p = tmp_path / name
