@@ -33,7 +33,7 @@ from torch import nn
 
 from hifigan import io, registry
 from hifigan.errors import UserError, describe_os_error, one_line
-from hifigan.schema import ConfigError
+from hifigan.schema import ConfigError, short
 
 FORMAT = "hifigan-net"
 VERSION = "1"
@@ -166,11 +166,6 @@ def _stderr(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
 
-def short(value, n: int = 60) -> str:
-    r = repr(value)
-    return r if len(r) <= n else r[:n - 3] + "..."
-
-
 def resolve(path) -> Path:
     """A run dir, a checkpoints dir, a checkpoint dir or a .safetensors file -> the checkpoint dir or file."""
     p = Path(path).expanduser()
@@ -273,6 +268,14 @@ STATE_KEYS = ("step", "nimg", "world_size", "optim", "scalers", "rng", "shared_r
 def load_state(ckpt: Path) -> dict:
     """A checkpoint's training state; missing, truncated, foreign or incomplete -> DamagedCheckpoint."""
     path = ckpt / "state.pt"
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4)
+    except FileNotFoundError:
+        raise DamagedCheckpoint(f"{path}: missing; the checkpoint is incomplete") from None
+    if head[:2] != b"PK":  # torch.save writes a zip archive
+        what = "empty (zero bytes)" if not head else "not a torch archive"
+        raise DamagedCheckpoint(f"{path}: corrupt training state ({what}; truncated or overwritten)")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:

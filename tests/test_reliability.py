@@ -230,7 +230,7 @@ def test_a_damaged_newest_checkpoint_falls_back_to_the_previous_one(base_run, tm
     g = latest_ckpt(run) / "G.safetensors"
     g.write_bytes(g.read_bytes()[:1000])
     r = train(run, 0.48)
-    assert "warning:" in r.stderr and "corrupt" in r.stderr and "damaged-step-00000020" in r.stderr
+    assert "warning:" in r.stderr and "corrupt" in r.stderr and "moved it to damaged-step-00000020" in r.stderr
     assert "step-00000010 at step 10" in r.stdout
     assert (run / "checkpoints" / "damaged-step-00000020" / "state.pt").is_file()  # moved aside, not deleted
     assert latest_ckpt(run).name == "step-00000030"
@@ -246,8 +246,12 @@ def test_a_damaged_training_state_is_one_line(base_run, tmp_path, damage):
             state = torch.load(ckpt / "state.pt", weights_only=True)
             del state["optim"]
             torch.save(state, ckpt / "state.pt")
-    msg = one_line_error(train(run, 0.48, check=False))
-    assert "no loadable checkpoint" in msg and ("corrupt" in msg or "missing optim" in msg)
+    before = sorted(p.name for p in (run / "checkpoints").iterdir())
+    r = train(run, 0.48, check=False)
+    msg = one_line_error(r)
+    assert "no loadable checkpoint" in msg and ("empty (zero bytes)" in msg or "missing optim" in msg)
+    assert "warning" not in r.stderr
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == before  # nothing moved or deleted
 
 
 def test_changed_optimizer_settings_are_applied_on_resume(base_run, tmp_path):

@@ -231,8 +231,8 @@ class ShardSet:
             else:
                 m = None
         if counts is None and any(u.startswith("pipe:") for u in urls):
-            raise UserError(f"data.meta: 'pipe:' shards need the dataset.json that lists them (hifigan does not run "
-                            f"the commands just to count samples); set data.meta=PATH/dataset.json")
+            raise UserError("data.meta: 'pipe:' shards need the dataset.json that lists them (hifigan does not run "
+                            "the commands just to count samples); set data.meta=PATH/dataset.json")
         if counts is None:
             print(f"counting samples in {len(urls)} shards (no dataset.json lists them)", file=sys.stderr)
             counts = [count_samples(u) for u in urls]

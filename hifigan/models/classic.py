@@ -14,7 +14,7 @@ networks of their own (registries Q_NETWORKS, CLASSIFIERS), with their own optim
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from hifigan.config import PhaseConfig
-from hifigan.objectives.base import Batch, Objective, d_labels, dmain, fake_inputs, fakes, gmain, real_fake_logits  # noqa: F401
+from hifigan.objectives.base import Batch, Objective, d_labels, dmain, fakes, gmain, real_fake_logits  # noqa: F401
 from hifigan.schema import bounded
 from hifigan.registry import OBJECTIVES
 

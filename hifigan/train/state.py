@@ -12,6 +12,7 @@ from hifigan import checkpoint
 from hifigan import config as config_mod
 from hifigan.errors import UserError
 from hifigan.registry import NETWORKS
+from hifigan.schema import short
 from hifigan.train import process
 
 LEGACY_D_KEYS = ("q_cat", "q_cont", "q_separate", "classifier_classes")  # Q and C are networks of their own now
@@ -94,7 +95,8 @@ def check_same_model(trainer, ckpt: Path | None = None) -> dict | None:
     for key in (*NETWORKS, "objective"):
         if saved.get(key) != now.get(key):
             raise UserError(f"{ckpt}: this run dir was trained with a different {key} "
-                            f"({saved.get(key)} vs {now.get(key)}); use a new run_dir or the original config")
+                            f"({short(saved.get(key), 200)} vs {short(now.get(key), 200)}); use a new run_dir or "
+                            f"the original config")
     return state
 
 
@@ -120,24 +122,23 @@ def _find(trainer) -> tuple[Path, dict, dict] | None:
     if first is None:
         return None
     candidates = [first] + [p for p in reversed(checkpoint.complete(root)) if p.name < first.name]
-    damage = None
+    damaged = []
     for ckpt in candidates:
         try:
             state, tensors = _read(trainer, ckpt)
         except checkpoint.DamagedCheckpoint as e:
-            damage = e
-            trainer.backend.barrier()  # every rank has read it before the main process moves it
-            if trainer.backend.is_main:
-                aside = root / f"damaged-{ckpt.name}"
-                if not aside.exists():
-                    os.replace(ckpt, aside)
-                warn(f"warning: {e}; moved it to {aside.name}" + (", trying the next older checkpoint"
-                                                                   if ckpt != candidates[-1] else ""))
-            trainer.backend.barrier()
+            damaged.append((ckpt, e))
             continue
+        trainer.backend.barrier()  # every rank has read what it needs before the main process moves anything
+        if trainer.backend.is_main:
+            for bad, e in damaged:
+                aside = root / f"damaged-{bad.name}"
+                if not aside.exists():
+                    os.replace(bad, aside)
+                warn(f"warning: {e}; moved it to {aside.name} and resumed from {ckpt.name}")
         return ckpt, state, tensors
-    raise UserError(f"{root}: no loadable checkpoint is left ({damage}); the damaged ones were moved to "
-                    f"damaged-step-*; start a new run_dir")
+    raise UserError(f"{root}: no loadable checkpoint ({damaged[0][1]}); move the checkpoints folder away to "
+                    f"start over, or use a new run_dir")
 
 
 def _optim_changes(trainer, state: dict) -> list[str]:
@@ -155,10 +156,6 @@ def _optim_changes(trainer, state: dict) -> list[str]:
         changes += [f"optim.{net}.{k}: {short(old.get(k))} -> {short(new.get(k))}"
                     for k in sorted(new) if k in old and old[k] != new[k]]
     return changes
-
-
-def short(value, n: int = 40) -> str:
-    return checkpoint.short(value, n)
 
 
 def resume(trainer) -> bool:
