@@ -278,3 +278,20 @@ def test_generate_refuses_non_finite_weights(base_run, tmp_path):
     msg = one_line_error(run_script("generate.py", bad, "--out", tmp_path / "o", check=False))
     assert "non-finite" in msg
     assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["--seeds", "0-999999999999"], "more than 1,000,000 values"),
+    (["--seeds", "0-99999999999999999999999"], "below 2^63"),
+    (["--device", "tpu"], "not a device"),
+    (["--interp", "0,1", "--frames-per-seed", "100000000"], "would need at least"),
+])
+def test_generate_refuses_absurd_requests_before_allocating(base_run, tmp_path, args, needle):
+    msg = one_line_error(run_script("generate.py", base_run, "--out", tmp_path / "o", *args, check=False))
+    assert needle in msg
+    assert not (tmp_path / "o").exists()
+
+
+def test_make_shards_refuses_an_absurd_resolution(tmp_path):
+    r = run_script("make_shards.py", "--source", "mnist", "--out", tmp_path / "s", "--resolution", "65536", check=False)
+    assert "--resolution 65536" in one_line_error(r)

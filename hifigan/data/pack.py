@@ -66,6 +66,7 @@ from PIL import Image, ImageOps
 from hifigan.data.sources import _Files, _Item, _open_source
 from hifigan.errors import UserError
 from hifigan.io import AtomicFile, atomic_write, temporary_target
+from hifigan.schema import MAX_RESOLUTION
 
 ENCODINGS = {"jpg": "JPEG", "png": "PNG", "webp": "WEBP"}
 CROPS = ("center", "stretch", "none")
@@ -343,8 +344,9 @@ def _verified_prefix(out: Path, old: dict) -> list[tuple[dict, dict]]:
 # ---------------------------------------------------------------- pack()
 
 def _check(resolution, crop, encoding, quality, channels, shard_mb, shard_samples, workers, name):
-    if resolution is not None and (not isinstance(resolution, int) or resolution <= 0):
-        raise UserError(f"--resolution {resolution}: must be a positive int (the side of the square images)")
+    if resolution is not None and (not isinstance(resolution, int) or not 0 < resolution <= MAX_RESOLUTION):
+        raise UserError(f"--resolution {resolution}: must be an int in 1..{MAX_RESOLUTION} (the side of the square "
+                        f"images; {MAX_RESOLUTION} is the largest resolution hifigan trains)")
     if crop not in CROPS:
         raise UserError(f"--crop {crop}: unknown crop; use one of {', '.join(CROPS)}")
     if encoding not in ENCODINGS:

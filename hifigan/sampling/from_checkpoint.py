@@ -6,8 +6,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 from torch import nn
 
+from hifigan import budget
 from hifigan.checkpoint import load_generator
 from hifigan.errors import UserError
 from hifigan.sampling.codes import check_code_options, code_traversals
@@ -18,6 +20,25 @@ from hifigan.sampling.interpolate import InterpPlan, interpolate
 from hifigan.sampling.seeds import parse_seeds, seed_labels
 from hifigan.sampling.style import MixPlan, style_mix, write_mix
 from hifigan.sampling.video import write_video
+from hifigan.schema import short
+
+
+def check_device(device: str | None) -> str | None:
+    """--device as torch reads it, or a one-line error (unknown name, CUDA absent)."""
+    if device is None:
+        return None
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, ValueError):
+        raise UserError(f"--device {short(device)}: not a device; give cpu or cuda (cuda:N)") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise UserError(f"--device {device}: no CUDA GPU is available here; give --device cpu")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise UserError(f"--device {device}: this machine has {torch.cuda.device_count()} GPU(s); give cuda:0 .. "
+                        f"cuda:{torch.cuda.device_count() - 1}")
+    if dev.type not in ("cpu", "cuda"):
+        raise UserError(f"--device {device}: give cpu or cuda (cuda:N)")
+    return device
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -56,7 +77,26 @@ class GenerateOptions:
                                 out_dir)
         if self.codes:
             check_code_options(G, self.code_span, self.code_steps)
-        return GeneratePlan(seeds, mix, walk)
+        plan = GeneratePlan(seeds, mix, walk)
+        self._check_memory(G, plan)
+        return plan
+
+    def _check_memory(self, G: nn.Module, plan: GeneratePlan) -> None:
+        """The images this command holds at once (uint8, plus a float batch) must fit in memory."""
+        per_image = 1
+        for d in G.img_shape:
+            per_image *= int(d)
+        held = len(plan.seeds)
+        if plan.mix is not None:
+            held = max(held, (len(plan.mix.rows) + 1) * (len(plan.mix.cols) + 1))
+        if plan.walk is not None:
+            w = plan.walk
+            held = max(held, w.frames_per_seed * (len(w.seeds) if w.loop else len(w.seeds) - 1) + 1)
+        if self.codes:
+            held = max(held, min(self.code_rows, len(plan.seeds)) * max(self.code_steps, 1))
+        need = held * per_image + 4 * min(self.batch_size, held) * per_image
+        budget.check(f"launch/generate.py ({held:,} images of {'x'.join(map(str, G.img_shape))})", need, "cpu",
+                     "ask for fewer seeds, frames or a smaller --batch")
 
     def sampling_args(self) -> dict:
         """The keyword arguments every sampling function takes (generate, style_mix, interpolate)."""
@@ -82,7 +122,7 @@ def generate_from_checkpoint(path, out_dir, options: GenerateOptions | None = No
     generated or written. Returns the per-seed images, uint8 [N, H, W, C].
     """
     opts = options or GenerateOptions()
-    G = load_generator(path, opts.device)
+    G = load_generator(path, check_device(opts.device))
     plan = opts.check(G, out_dir)
     args = opts.sampling_args()
     seeds = list(plan.seeds)

@@ -6,22 +6,31 @@ from __future__ import annotations
 import torch
 
 from hifigan.errors import UserError
+from hifigan.schema import short
+
+
+MAX_VALUES = 1_000_000  # seeds (or styles) one command may list
+MAX_SEED = 2 ** 63 - 1   # torch.Generator().manual_seed's largest
 
 
 def parse_ranges(text: str, flag: str) -> list[int]:
     """'0-63' or '1,5,9-11' -> list of ints; errors name the command-line `flag`."""
     values = []
+    shown = short(text, 60)
     try:
         for part in str(text).split(","):
             lo, _, hi = part.strip().partition("-")
             lo, hi = int(lo), int(hi) if hi else int(lo)
-            if lo < 0 or hi < lo:
+            if lo < 0 or hi < lo or hi > MAX_SEED:
                 raise ValueError
+            if len(values) + hi - lo + 1 > MAX_VALUES:
+                raise UserError(f"{flag} {shown}: more than {MAX_VALUES:,} values; give fewer (e.g. 0-63)")
             values.extend(range(lo, hi + 1))
     except ValueError:
-        raise UserError(f"{flag} {text!r}: expected non-negative numbers and ranges like 0-63 or 1,5,9-11") from None
+        raise UserError(f"{flag} {shown}: expected non-negative numbers (below 2^63) and ranges like 0-63 or "
+                        f"1,5,9-11") from None
     if not values:
-        raise UserError(f"{flag} {text!r}: no values given")
+        raise UserError(f"{flag} {shown}: no values given")
     return values
 
 
