@@ -208,8 +208,10 @@ def test_stale_temporaries_are_removed_before_a_save(base_run, tmp_path):
 def test_an_unwritable_run_dir_is_one_line(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("x")
+    r = train(blocker, 0.32, check=False)
+    assert "exists and is not a folder" in one_line_error(r)
     r = train(blocker / "run", 0.32, check=False)
-    assert "file" in one_line_error(r)
+    assert "not a folder" in one_line_error(r)
     r = train("/proc/hifigan-run", 0.32, check=False)
     one_line_error(r)
 
