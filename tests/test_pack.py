@@ -390,7 +390,7 @@ def test_gray_sources_pack_to_one_channel_and_alpha_goes_on_white(tmp_path):
 
 
 @pytest.mark.parametrize("kw, msg", [
-    (dict(resolution=0), "must be a positive int"), (dict(quality=101), "1..100"), (dict(encoding="gif"), "jpg, png"),
+    (dict(resolution=0), "must be an int in 1..8192"), (dict(quality=101), "1..100"), (dict(encoding="gif"), "jpg, png"),
     (dict(crop="fit"), "center, stretch, none"), (dict(source="nope"), "unknown built-in dataset 'nope'"),
     (dict(source="/no/such/dir"), "no such file or folder"), (dict(labels="missing.json"), "no such file")])
 def test_bad_options_raise_one_line_user_errors(folder, tmp_path, kw, msg):
