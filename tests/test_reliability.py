@@ -167,7 +167,8 @@ def test_file_size_limit_during_a_checkpoint_then_a_bit_identical_resume(base_ru
     """G.safetensors (250 kB) cannot be written under a 150 kB limit; config.yaml, TensorBoard and
     D.safetensors can. The save fails with one line, leaves no temporary and `latest` unchanged;
     rerun without the limit, the run resumes from step 20 and ends bit for bit where an
-    uninterrupted run ends."""
+    uninterrupted run ends. A stale temporary (as a kill -9 during a save leaves) is removed before
+    the next save."""
     run = copy_of(base_run, tmp_path)
     cmd = [PY, str(ROOT / "launch" / "train.py"), str(DCGAN), *overrides(run, 0.48)]
     r = subprocess.run(cmd, cwd=ROOT, env=env1(), capture_output=True, text=True, timeout=300,
@@ -178,7 +179,11 @@ def test_file_size_limit_during_a_checkpoint_then_a_bit_identical_resume(base_ru
     assert not [p.name for p in (run / "checkpoints").iterdir() if p.name.startswith(".")]
     assert not (run / "checkpoints" / "step-00000030").exists()
 
+    stale = run / "checkpoints" / ".step-00000030.tmp99999"  # as a kill -9 during a save leaves it
+    stale.mkdir()
+    (stale / "G.safetensors").write_bytes(b"\0" * 1000)
     train(run, 0.48)
+    assert not stale.exists() and latest_ckpt(run).name == "step-00000030"  # removed before the save
     straight = tmp_path / "straight"
     train(straight, 0.48)
     for name in ("G", "D", "G_ema"):
@@ -194,15 +199,6 @@ def test_a_full_event_file_is_one_line_naming_it(tmp_path):
                        preexec_fn=_limit_file_size(20_000))
     msg = one_line_error(r)
     assert "tensorboard" in msg and "file-size limit" in msg
-
-
-def test_stale_temporaries_are_removed_before_a_save(base_run, tmp_path):
-    run = copy_of(base_run, tmp_path)
-    stale = run / "checkpoints" / ".step-00000030.tmp99999"
-    stale.mkdir()
-    (stale / "G.safetensors").write_bytes(b"\0" * 1000)
-    train(run, 0.48)
-    assert not stale.exists() and latest_ckpt(run).name == "step-00000030"
 
 
 def test_an_unwritable_run_dir_is_one_line(tmp_path):
