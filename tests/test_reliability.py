@@ -28,6 +28,19 @@ def train(run, kimg, check=True, **extra):
     return run_script("train.py", DCGAN, *overrides(run, kimg, **extra), check=check)
 
 
+def run_here(capsys, script, *args):
+    """A launch script's main(argv) in this process (no interpreter start-up: for runs that fail
+    fast); returns what run_script does: returncode, stdout, stderr."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location(f"launch_{Path(script).stem}", ROOT / "launch" / script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    capsys.readouterr()
+    rc = module.main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return subprocess.CompletedProcess(args, rc, out, err)
+
+
 def one_line_error(r) -> str:
     assert r.returncode == 2, (r.returncode, r.stdout[-2000:], r.stderr[-2000:])
     assert "Traceback" not in r.stderr, r.stderr
@@ -201,14 +214,14 @@ def test_a_full_event_file_is_one_line_naming_it(tmp_path):
     assert "tensorboard" in msg and "file-size limit" in msg
 
 
-def test_an_unwritable_run_dir_is_one_line(tmp_path):
+def test_an_unwritable_run_dir_is_one_line(tmp_path, capsys, one_thread):
     blocker = tmp_path / "file"
     blocker.write_text("x")
-    r = train(blocker, 0.32, check=False)
+    r = run_here(capsys, "train.py", DCGAN, *overrides(blocker, 0.32))
     assert "exists and is not a folder" in one_line_error(r)
-    r = train(blocker / "run", 0.32, check=False)
+    r = run_here(capsys, "train.py", DCGAN, *overrides(blocker / "run", 0.32))
     assert "not a folder" in one_line_error(r)
-    r = train("/proc/hifigan-run", 0.32, check=False)
+    r = run_here(capsys, "train.py", DCGAN, *overrides("/proc/hifigan-run", 0.32))
     one_line_error(r)
 
 
@@ -235,7 +248,7 @@ def test_a_damaged_newest_checkpoint_falls_back_to_the_previous_one(base_run, tm
 
 
 @pytest.mark.parametrize("damage", ["empty", "missing_keys"])
-def test_a_damaged_training_state_is_one_line(base_run, tmp_path, damage):
+def test_a_damaged_training_state_is_one_line(base_run, tmp_path, damage, capsys, one_thread):
     run = copy_of(base_run, tmp_path)
     for ckpt in (run / "checkpoints").glob("step-*"):
         if damage == "empty":
@@ -245,25 +258,25 @@ def test_a_damaged_training_state_is_one_line(base_run, tmp_path, damage):
             del state["optim"]
             torch.save(state, ckpt / "state.pt")
     before = sorted(p.name for p in (run / "checkpoints").iterdir())
-    r = train(run, 0.48, check=False)
+    r = run_here(capsys, "train.py", DCGAN, *overrides(run, 0.48))
     msg = one_line_error(r)
     assert "no loadable checkpoint" in msg and ("empty (zero bytes)" in msg or "missing optim" in msg)
     assert "warning" not in r.stderr
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == before  # nothing moved or deleted
 
 
-def test_changed_optimizer_settings_are_applied_on_resume(base_run, tmp_path):
+def test_changed_optimizer_settings_are_applied_on_resume(base_run, tmp_path, capsys, one_thread):
     run = copy_of(base_run, tmp_path)
     r = train(run, 0.48, **{"optim.D.lr": 1e-4, "optim.G.betas": [0.0, 0.99]})
     assert "optim.D.lr: 0.0002 -> 0.0001" in r.stdout and "optim.G.betas" in r.stdout
     state = torch.load(latest_ckpt(run) / "state.pt", weights_only=True)
     assert state["optim"]["D"]["param_groups"][0]["lr"] == 1e-4
     assert tuple(state["optim"]["G"]["param_groups"][0]["betas"]) == (0.0, 0.99)
-    r = train(run, 0.64, check=False, **{"optim.D.name": "sgd"})
+    r = run_here(capsys, "train.py", DCGAN, *overrides(run, 0.64, **{"optim.D.name": "sgd"}))
     assert "optim.D.name" in one_line_error(r)
 
 
-def test_generate_refuses_non_finite_weights(base_run, tmp_path):
+def test_generate_refuses_non_finite_weights(base_run, tmp_path, capsys):
     src = latest_ckpt(base_run) / "G_ema.safetensors"
     from safetensors import safe_open
     with safe_open(str(src), framework="pt") as f:
@@ -273,7 +286,7 @@ def test_generate_refuses_non_finite_weights(base_run, tmp_path):
     tensors[name][...] = float("nan")
     bad = tmp_path / "G_ema.safetensors"
     save_file(tensors, str(bad), metadata=md)
-    msg = one_line_error(run_script("generate.py", bad, "--out", tmp_path / "o", check=False))
+    msg = one_line_error(run_here(capsys, "generate.py", bad, "--out", tmp_path / "o"))
     assert "non-finite" in msg
     assert not (tmp_path / "o").exists()
 
@@ -284,12 +297,12 @@ def test_generate_refuses_non_finite_weights(base_run, tmp_path):
     (["--device", "tpu"], "not a device"),
     (["--interp", "0,1", "--frames-per-seed", "100000000"], "would need at least"),
 ])
-def test_generate_refuses_absurd_requests_before_allocating(base_run, tmp_path, args, needle):
-    msg = one_line_error(run_script("generate.py", base_run, "--out", tmp_path / "o", *args, check=False))
+def test_generate_refuses_absurd_requests_before_allocating(base_run, tmp_path, args, needle, capsys):
+    msg = one_line_error(run_here(capsys, "generate.py", base_run, "--out", tmp_path / "o", *args))
     assert needle in msg
     assert not (tmp_path / "o").exists()
 
 
-def test_make_shards_refuses_an_absurd_resolution(tmp_path):
-    r = run_script("make_shards.py", "--source", "mnist", "--out", tmp_path / "s", "--resolution", "65536", check=False)
+def test_make_shards_refuses_an_absurd_resolution(tmp_path, capsys):
+    r = run_here(capsys, "make_shards.py", "--source", "mnist", "--out", tmp_path / "s", "--resolution", "65536")
     assert "--resolution 65536" in one_line_error(r)
