@@ -146,17 +146,16 @@ def latest(root: Path, warn=None) -> Path | None:
     ptr = root / "latest"
     if not ptr.exists():
         return None
-    name = _pointer(root)
-    if name is not None and (root / name / "state.pt").is_file():
-        return root / name
-    found = complete(root)
-    if not found:
-        raise UserError(f"{ptr}: names no complete checkpoint and no complete step-* folder is left beside it; "
-                        f"start a new run_dir")
     try:
         raw = ptr.read_text(errors="replace").strip()
     except OSError:
         raw = "?"
+    if STEP_RE.match(raw) and (root / raw / "state.pt").is_file():
+        return root / raw
+    found = complete(root)
+    if not found:
+        raise UserError(f"{ptr}: names no complete checkpoint and no complete step-* folder is left beside it; "
+                        f"start a new run_dir")
     (warn or _stderr)(f"warning: {ptr} holds {short(raw)}, not a complete step-N checkpoint of this folder; "
                       f"using the newest complete one, {found[-1].name}")
     return found[-1]

@@ -35,6 +35,15 @@ class NonFinite(UserError):
     """Training produced non-finite weights or too many non-finite steps in a row."""
 
 
+def diverged(trainer, what: str) -> NonFinite:
+    """The one-line error that stops a diverged run: `what` happened, nothing was saved, and which
+    checkpoint stays latest."""
+    prev = checkpoint.latest(trainer.ckpt_root, warn=lambda _: None) if trainer.ckpt_root.exists() else None
+    return NonFinite(f"training diverged: {what} at step {trainer.step} ({trainer.nimg / 1000:.3f} kimg), so the "
+                     f"run stopped without saving; {prev.name + ' is still latest' if prev else 'no checkpoint exists'}; "
+                     f"lower the learning rates (optim.*.lr) or set optim.*.grad_clip, then rerun to resume")
+
+
 def save(trainer) -> None:
     """Write a checkpoint of every rank's state (rank 0 writes), unless a weight is non-finite: then
     nothing is written, `latest` keeps naming the newest finite checkpoint, and NonFinite stops the run."""
@@ -43,11 +52,7 @@ def save(trainer) -> None:
     files = _files(trainer)
     bad = checkpoint.check_finite({n: f[0] for n, f in files.items()})
     if b.any(bool(bad)):
-        prev = checkpoint.latest(trainer.ckpt_root, warn=lambda _: None) if trainer.ckpt_root.exists() else None
-        raise NonFinite(f"training diverged: non-finite weights at step {trainer.step} "
-                        f"({trainer.nimg / 1000:.3f} kimg; e.g. {bad[0] if bad else 'on another rank'}), so no "
-                        f"checkpoint was written; {prev.name + ' stays latest' if prev else 'no checkpoint exists'}; "
-                        f"lower the learning rates (optim.*.lr) or set optim.*.grad_clip, then rerun to resume")
+        raise diverged(trainer, f"non-finite weights (e.g. {bad[0] if bad else 'on another rank'})")
     rng = b.gather_object(process.rng_state())
     digests = b.gather_object(checkpoint.digest({n: f[0] for n, f in files.items()}))
     data_state = b.gather_object(trainer.data.state_dict())

@@ -223,13 +223,8 @@ class Trainer:
         self.stats.add("Nonfinite/skipped_steps", 0.0 if finite else 1.0)
         self.step += 1
         if self.nonfinite_run >= t.max_nonfinite:
-            prev = run_state.latest(self) if self.ckpt_root.exists() else None
-            raise run_state.NonFinite(
-                f"training diverged: {self.nonfinite_run} steps in a row with non-finite losses or gradients "
-                f"(step {self.step}, {self.nimg / 1000:.3f} kimg), so the run stopped without saving; "
-                f"{prev.name + ' is still latest' if prev else 'no checkpoint was written'}; lower the learning "
-                f"rates (optim.*.lr) or set optim.*.grad_clip, then rerun to resume (train.max_nonfinite="
-                f"{t.max_nonfinite})")
+            raise run_state.diverged(self, f"{self.nonfinite_run} steps in a row with non-finite losses or gradients "
+                                           f"(train.max_nonfinite={t.max_nonfinite})")
 
     # -- the loop ------------------------------------------------------------------------------
     def run(self) -> dict:
