@@ -18,7 +18,7 @@ import argparse
 import sys
 
 from hifigan.errors import run_main
-from hifigan.sampling import NOISE_MODES, GenerateOptions, generate_from_checkpoint
+from hifigan.sampling import NOISE_MODES, SEED_RNGS, GenerateOptions, generate_from_checkpoint
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -30,6 +30,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="class label for conditional models (default: seed %% num_classes)")
     p.add_argument("--batch", type=int, default=64, help="images per forward pass")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
+    p.add_argument("--seed-rng", choices=SEED_RNGS, default="torch",
+                   help="how a seed becomes z: torch (hifigan's, the default) or numpy (NVIDIA generate.py's "
+                        "np.random.RandomState(seed).randn(1, z_dim), for converted StyleGAN2 checkpoints)")
     g = p.add_argument_group("StyleGAN generators")
     g.add_argument("--trunc", type=float, default=1.0, metavar="PSI",
                    help="truncation: w = w_avg + PSI * (w - w_avg); 1 = off, 0 = the average image (default 1)")
@@ -63,7 +66,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def options(a: argparse.Namespace) -> GenerateOptions:
     return GenerateOptions(seeds=a.seeds, cls=a.cls, batch_size=a.batch, device=a.device, psi=a.trunc,
-                           cutoff=a.trunc_cutoff, noise_mode=a.noise_mode, mix_rows=a.mix_rows, mix_cols=a.mix_cols,
+                           cutoff=a.trunc_cutoff, noise_mode=a.noise_mode, seed_rng=a.seed_rng, mix_rows=a.mix_rows, mix_cols=a.mix_cols,
                            mix_styles=a.mix_styles, interp=a.interp, space=a.space,
                            frames_per_seed=a.frames_per_seed, video=a.video, fps=a.fps, loop=a.loop,
                            codes=a.codes, code_rows=a.code_rows, code_span=a.code_span, code_steps=a.code_steps)

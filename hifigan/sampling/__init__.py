@@ -18,14 +18,14 @@ from hifigan.sampling.grid import class_rows, make_grid, save_npz, save_png, to_
 from hifigan.sampling.hooks import (HOOKS, INFOGAN_CODES, NOISE_MODES, PLAIN, STYLE_BASED, SamplingHooks, arch_name,
                                     check_style_options, hooks_for, register_hooks, require_style)
 from hifigan.sampling.interpolate import SPACES, InterpPlan, interpolate, lerp, slerp, walk
-from hifigan.sampling.seeds import parse_ranges, parse_seeds, seed_labels, seed_latents
+from hifigan.sampling.seeds import SEED_RNGS, check_seed_rng, parse_ranges, parse_seeds, seed_labels, seed_latents
 from hifigan.sampling.style import MixPlan, map_seeds, mix_grid, parse_styles, style_mix, synthesize, write_mix
 from hifigan.sampling.video import VIDEO_FORMATS, video_format, write_video
 
 __all__ = [
     "GenerateOptions", "GeneratePlan", "generate_from_checkpoint",
     "generate", "generate_z", "run_batched", "standing_stats", "has_batch_norm",
-    "parse_ranges", "parse_seeds", "seed_latents", "seed_labels",
+    "parse_ranges", "parse_seeds", "seed_latents", "seed_labels", "SEED_RNGS", "check_seed_rng",
     "to_uint8", "make_grid", "class_rows", "save_png", "save_npz", "write_samples",
     "SamplingHooks", "HOOKS", "PLAIN", "STYLE_BASED", "INFOGAN_CODES", "NOISE_MODES", "register_hooks", "hooks_for",
     "arch_name", "require_style", "check_style_options",

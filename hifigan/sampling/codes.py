@@ -26,7 +26,7 @@ def check_code_options(G: nn.Module, span: float, steps: int) -> SamplingHooks:
 
 
 def code_traversals(G: nn.Module, seeds, span: float = 2.0, steps: int = 9, cls: int | None = None,
-                    batch_size: int = 64) -> dict[str, np.ndarray]:
+                    batch_size: int = 64, seed_rng: str = "torch") -> dict[str, np.ndarray]:
     """InfoGAN latent traversals: {name: uint8 [rows, cols, H, W, C]}.
 
     "cat": row = seed (its noise and continuous codes), column = category 0..code_cat-1.
@@ -35,7 +35,7 @@ def code_traversals(G: nn.Module, seeds, span: float = 2.0, steps: int = 9, cls:
     """
     hooks = check_code_options(G, span, steps)
     cat, cont = hooks.codes(G)
-    z = seed_latents(seeds, G.z_dim)  # [S, z_dim]
+    z = seed_latents(seeds, G.z_dim, seed_rng)  # [S, z_dim]
     c = seed_labels(seeds, G.num_classes, cls)
     category, values = codes_from_normal(z, cat, cont)
     out = {}

@@ -17,7 +17,7 @@ from hifigan.sampling.generate import generate
 from hifigan.sampling.grid import class_rows, make_grid, save_png, write_samples
 from hifigan.sampling.hooks import check_style_options
 from hifigan.sampling.interpolate import InterpPlan, interpolate
-from hifigan.sampling.seeds import parse_seeds, seed_labels
+from hifigan.sampling.seeds import check_seed_rng, parse_seeds, seed_labels
 from hifigan.sampling.style import MixPlan, style_mix, write_mix
 from hifigan.sampling.video import write_video
 from hifigan.schema import short
@@ -51,6 +51,7 @@ class GenerateOptions:
     psi: float = 1.0                    # --trunc: truncation psi, 1 = off (style-based G only)
     cutoff: int | None = None           # --trunc-cutoff: truncate styles 0..cutoff-1 (default all)
     noise_mode: str = "const"           # --noise-mode: const, random or none (style-based G only)
+    seed_rng: str = "torch"             # --seed-rng: torch (ours) or numpy (NVIDIA generate.py's z per seed)
     mix_rows: str | None = None         # --mix-rows: style-mixing row seeds (source A)
     mix_cols: str | None = None         # --mix-cols: style-mixing column seeds (source B)
     mix_styles: str | None = None       # --mix-styles: styles the columns provide (default 0-3)
@@ -71,10 +72,13 @@ class GenerateOptions:
         if self.batch_size < 1:
             raise UserError(f"--batch {self.batch_size}: give a positive number of images per forward pass")
         seeds = tuple(parse_seeds(self.seeds))
+        check_seed_rng(seeds, self.seed_rng)
         seed_labels(seeds[:1], G.num_classes, self.cls)  # --class fits G
         mix = MixPlan.parse(G, self.mix_rows, self.mix_cols, self.mix_styles)
         walk = InterpPlan.parse(G, self.interp, self.space, self.frames_per_seed, self.video, self.fps, self.loop,
                                 out_dir)
+        for extra in (mix.rows + mix.cols if mix else ()), (walk.seeds if walk else ()):
+            check_seed_rng(extra, self.seed_rng)
         if self.codes:
             check_code_options(G, self.code_span, self.code_steps)
         plan = GeneratePlan(seeds, mix, walk)
@@ -101,7 +105,7 @@ class GenerateOptions:
     def sampling_args(self) -> dict:
         """The keyword arguments every sampling function takes (generate, style_mix, interpolate)."""
         return dict(cls=self.cls, batch_size=self.batch_size, psi=self.psi, cutoff=self.cutoff,
-                    noise_mode=self.noise_mode)
+                    noise_mode=self.noise_mode, seed_rng=self.seed_rng)
 
 
 @dataclass(frozen=True)
@@ -134,7 +138,7 @@ def generate_from_checkpoint(path, out_dir, options: GenerateOptions | None = No
     write_samples(out_dir, seeds, images, cols, grid=grid)
     if opts.codes:
         traversals = code_traversals(G, seeds[:opts.code_rows], opts.code_span, opts.code_steps, opts.cls,
-                                     opts.batch_size)
+                                     opts.batch_size, opts.seed_rng)
         for name, tiles in traversals.items():  # tiles [rows, cols, H, W, C]
             grid = make_grid(tiles.reshape(-1, *tiles.shape[2:]), tiles.shape[1])
             save_png(Path(out_dir) / f"codes_{name}.png", grid)

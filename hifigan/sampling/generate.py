@@ -85,12 +85,13 @@ def generate_z(G: nn.Module, z: torch.Tensor, c: torch.Tensor | None = None, bat
 
 
 def generate(G: nn.Module, seeds, cls: int | None = None, batch_size: int = 64, psi: float = 1.0,
-             cutoff: int | None = None, noise_mode: str = "const") -> np.ndarray:
+             cutoff: int | None = None, noise_mode: str = "const", seed_rng: str = "torch") -> np.ndarray:
     """Images for `seeds` as uint8 [N, H, W, C]; G runs in eval mode.
 
     psi, cutoff: truncation (style-based generators only; psi != 1 raises UserError for others).
     noise_mode: "const" or "none" keep a seed's image independent of its batch; "random" does not.
+    seed_rng: "torch" (ours) or "numpy" (NVIDIA's generate.py), see hifigan.sampling.seeds.
     """
-    z = seed_latents(seeds, G.z_dim)
+    z = seed_latents(seeds, G.z_dim, seed_rng)
     c = seed_labels(seeds, G.num_classes, cls)
     return generate_z(G, z, c, batch_size, psi, cutoff, noise_mode)

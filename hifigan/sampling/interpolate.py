@@ -113,7 +113,7 @@ def walk(keys: torch.Tensor, frames_per_seed: int, loop: bool = False, between=l
 
 def interpolate(G: nn.Module, seeds, space: str = "z", frames_per_seed: int = 30, loop: bool = False,
                 cls: int | None = None, batch_size: int = 64, psi: float = 1.0, cutoff: int | None = None,
-                noise_mode: str = "const") -> np.ndarray:
+                noise_mode: str = "const", seed_rng: str = "torch") -> np.ndarray:
     """Frames uint8 [T, H, W, C] of a walk through `seeds` (see the module docstring for T).
 
     z space works for any generator; a conditional one keeps one class for the whole walk
@@ -124,9 +124,9 @@ def interpolate(G: nn.Module, seeds, space: str = "z", frames_per_seed: int = 30
     if space not in SPACES:
         raise UserError(f"--space {space!r}: use z or w")
     if space == "w":
-        keys = map_seeds(G, seeds, cls, batch_size, psi, cutoff)  # [S, num_ws, w_dim]
+        keys = map_seeds(G, seeds, cls, batch_size, psi, cutoff, seed_rng)  # [S, num_ws, w_dim]
         return synthesize(G, walk(keys, frames_per_seed, loop, lerp), batch_size, noise_mode)
-    z = walk(seed_latents(seeds, G.z_dim), frames_per_seed, loop, slerp)  # [T, z_dim]
+    z = walk(seed_latents(seeds, G.z_dim, seed_rng), frames_per_seed, loop, slerp)  # [T, z_dim]
     c = seed_labels(seeds[:1], G.num_classes, cls)
     c = None if c is None else c.expand(len(z))
     return generate_z(G, z, c, batch_size, psi, cutoff, noise_mode)

@@ -1,8 +1,13 @@
 """Seeds -> latents and labels: seed s fixes one z (drawn alone from `torch.Generator().manual_seed(s)`)
 and, for a conditional generator, the class s % num_classes, so an image never depends on which other
-seeds share its batch."""
+seeds share its batch.
+
+`rng="numpy"` draws z as NVIDIA's StyleGAN2-ADA / StyleGAN3 generate.py does,
+`np.random.RandomState(s).randn(1, z_dim)` (float64, then float32), so a converted network's seed s
+gives the image their scripts give (with the same truncation and noise_mode); seeds below 2^32 only."""
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from hifigan.errors import UserError
@@ -11,6 +16,8 @@ from hifigan.schema import short
 
 MAX_VALUES = 1_000_000  # seeds (or styles) one command may list
 MAX_SEED = 2 ** 63 - 1   # torch.Generator().manual_seed's largest
+SEED_RNGS = ("torch", "numpy")  # how a seed becomes z: ours, or NVIDIA's generate.py (numpy RandomState)
+MAX_NUMPY_SEED = 2 ** 32 - 1    # np.random.RandomState's largest
 
 
 def parse_ranges(text: str, flag: str) -> list[int]:
@@ -39,8 +46,22 @@ def parse_seeds(text: str, flag: str = "--seeds") -> list[int]:
     return parse_ranges(text, flag)
 
 
-def seed_latents(seeds, z_dim: int) -> torch.Tensor:
-    """z [len(seeds), z_dim]: row i is drawn alone from a generator seeded with seeds[i]."""
+def check_seed_rng(seeds, rng: str) -> None:
+    """--seed-rng is known and, for numpy, every seed fits RandomState (one-line UserError otherwise)."""
+    if rng not in SEED_RNGS:
+        raise UserError(f"--seed-rng {short(rng)}: choose from {', '.join(SEED_RNGS)}")
+    if rng == "numpy":
+        big = next((s for s in seeds if not 0 <= int(s) <= MAX_NUMPY_SEED), None)
+        if big is not None:
+            raise UserError(f"--seed-rng numpy: seed {big} is out of numpy's range 0..{MAX_NUMPY_SEED}; give smaller seeds")
+
+
+def seed_latents(seeds, z_dim: int, rng: str = "torch") -> torch.Tensor:
+    """z [len(seeds), z_dim]: row i is drawn alone from a generator seeded with seeds[i] (torch.Generator,
+    or with rng="numpy" np.random.RandomState as NVIDIA's generate.py draws it)."""
+    check_seed_rng(seeds, rng)
+    if rng == "numpy":
+        return torch.stack([torch.from_numpy(np.random.RandomState(int(s)).randn(1, z_dim)[0]).float() for s in seeds])
     return torch.stack([torch.randn(z_dim, generator=torch.Generator().manual_seed(int(s))) for s in seeds])
 
 

@@ -59,11 +59,11 @@ class MixPlan:
 
 
 def map_seeds(G: nn.Module, seeds, cls: int | None = None, batch_size: int = 64, psi: float = 1.0,
-              cutoff: int | None = None) -> torch.Tensor:
+              cutoff: int | None = None, seed_rng: str = "torch") -> torch.Tensor:
     """ws [N, num_ws, w_dim] on the CPU for `seeds` (z and c exactly as `generate` draws them), truncated."""
     hooks = require_style(G, "w space")
     check_style_options(G, psi, cutoff)
-    z = seed_latents(seeds, G.z_dim)
+    z = seed_latents(seeds, G.z_dim, seed_rng)
     c = seed_labels(seeds, G.num_classes, cls)
     return run_batched(G, lambda z, c: hooks.mapping(G, z, c, psi, cutoff), [z, c], batch_size,
                        post=lambda ws: ws.cpu())
@@ -77,7 +77,7 @@ def synthesize(G: nn.Module, ws: torch.Tensor, batch_size: int = 64, noise_mode:
 
 
 def style_mix(G: nn.Module, rows, cols, styles=None, cls: int | None = None, batch_size: int = 64,
-              psi: float = 1.0, cutoff: int | None = None, noise_mode: str = "const"):
+              psi: float = 1.0, cutoff: int | None = None, noise_mode: str = "const", seed_rng: str = "torch"):
     """Style mixing: (row_images [R, H, W, C], col_images [K, H, W, C], cells uint8 [R, K, H, W, C]).
 
     Cell (r, k) is row seed r's ws with the styles in `styles` taken from column seed k's ws.
@@ -85,8 +85,8 @@ def style_mix(G: nn.Module, rows, cols, styles=None, cls: int | None = None, bat
     """
     hooks = require_style(G, "--mix-rows/--mix-cols")
     styles = parse_styles(styles, hooks.num_ws(G))
-    ws_r = map_seeds(G, rows, cls, batch_size, psi, cutoff)  # [R, num_ws, w_dim]
-    ws_c = map_seeds(G, cols, cls, batch_size, psi, cutoff)  # [K, num_ws, w_dim]
+    ws_r = map_seeds(G, rows, cls, batch_size, psi, cutoff, seed_rng)  # [R, num_ws, w_dim]
+    ws_c = map_seeds(G, cols, cls, batch_size, psi, cutoff, seed_rng)  # [K, num_ws, w_dim]
     n_r, n_c = len(ws_r), len(ws_c)
     mixed = ws_r[:, None].repeat(1, n_c, 1, 1)  # [R, K, num_ws, w_dim]
     mixed[:, :, styles] = ws_c[None][:, :, styles]
