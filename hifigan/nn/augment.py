@@ -150,13 +150,13 @@ def resample(x: torch.Tensor, G_inv: torch.Tensor, f: torch.Tensor, pads=None) -
     L = f.numel()  # even; the upsampled image loses L/2 samples a side to the zero padding of the filter
     if pads is None:
         pads = geometric_pads(G_inv, H, W, L).amax(0).tolist()
-    pl, pr, pt, pb = (min(int(v), 2 * s) for v, s in zip(pads, (W, W, H, H)))
+    # beyond half the image a side, grid_sample mirrors the upsampled image instead (no empty area either)
+    pl, pr, pt, pb = (min(int(v), s // 2 + L // 4 + 1) for v, s in zip(pads, (W, W, H, H)))
     x = reflect_pad(x, pl, pr, pt, pb)
-    fh, fv = f.to(x.dtype)[None, :], f.to(x.dtype)[:, None]
-    # 2x upsample of the padded image, cropped by L/2 upsampled samples a side (the zero-padded border)
+    # 2x upsample of the padded image, less the L/2 upsampled samples a side that would see zero padding
     # (upsampled sample k of the result sits at input pixel k/2 + L/4 + 1/4 of the padded image)
-    x = upfirdn2d(x, fh, up=2, pad=(0, -1, 0, 0), gain=2)
-    x = upfirdn2d(x, fv, pad=(0, 0, 0, -1), gain=2)
+    f = f.to(x.dtype)
+    x = _upsample_valid(_upsample_valid(x, f, 3), f, 2)
     Hy, Wy = x.shape[-2:]
     # sample a 2x grid extended by L/2 - 1 samples a side, so that a valid downsampling returns H x W
     Ho, Wo = 2 * H + L - 2, 2 * W + L - 2
@@ -173,9 +173,33 @@ def resample(x: torch.Tensor, G_inv: torch.Tensor, f: torch.Tensor, pads=None) -
     theta = (S_in @ Tm @ G_inv.to(mdt) @ Td @ S_out)[:, :2].to(x.dtype)
     grid = F.affine_grid(theta, [m, C, Ho, Wo], align_corners=False)
     x = grid_sample(x, grid)
-    fd = f.flip(0).to(x.dtype)  # time-reversed: the analysis filter of the orthogonal pair
-    x = upfirdn2d(x, fd[None, :])[:, :, :, ::2]
-    return upfirdn2d(x, fd[:, None])[:, :, ::2, :]
+    return _downsample_valid(_downsample_valid(x, f, 3), f, 2)
+
+
+def _taps(f: torch.Tensor, dim: int) -> torch.Tensor:
+    return f[None, :] if dim == 3 else f[:, None]
+
+
+def _upsample_valid(x: torch.Tensor, f: torch.Tensor, dim: int) -> torch.Tensor:
+    """2x upsampling along `dim` (2 or 3) by zero insertion and convolution with 2f, keeping only the
+    2 * size - L outputs that see no padding; computed polyphase (two L/2-tap filters on the input)."""
+    L = f.numel()
+    even = upfirdn2d(x, _taps(2 * f[1::2], dim))  # outputs 2j
+    odd = upfirdn2d(x.narrow(dim, 1, x.shape[dim] - 1), _taps(2 * f[0::2], dim))  # outputs 2j + 1
+    even = even.narrow(dim, 0, odd.shape[dim])
+    y = torch.stack([even, odd], dim + 1)
+    shape = list(x.shape)
+    shape[dim] = 2 * x.shape[dim] - L
+    return y.reshape(shape)
+
+
+def _downsample_valid(x: torch.Tensor, f: torch.Tensor, dim: int) -> torch.Tensor:
+    """z[m] = sum_t f[t] x[2m + t] along `dim` (the time-reversed filter: the adjoint of the upsampling,
+    so that down(up(x)) = x for an orthogonal wavelet's f); polyphase on the even and odd samples."""
+    n = x.shape[dim] // 2
+    ph = x.narrow(dim, 0, 2 * n).unflatten(dim, (n, 2))
+    return (upfirdn2d(ph.select(dim + 1, 0), _taps(f[0::2].flip(0), dim))
+            + upfirdn2d(ph.select(dim + 1, 1), _taps(f[1::2].flip(0), dim)))
 
 
 def geometric_pads(G_inv: torch.Tensor, H: int, W: int, L: int) -> torch.Tensor:
@@ -333,6 +357,8 @@ class AdaAugment(nn.Module):
             raise ValueError(f"AdaAugment: the Randomness is for {rand.size} samples but images has {n}")
         d = _Draws(rand, images.device)
         noise = rand.randn(C, H, W).to(images.device, images.dtype) if self.cfg.noise > 0 else None
+        if float(self.p) == 0:  # the common case early in training: the draws are made, nothing else
+            return images
         p = self.p.to(images.device, torch.float32)
         G, frac, integer = self.geometric(d, p, H, W)
         M, color = self.color(d, p)
