@@ -233,8 +233,10 @@ def test_conv2d_resample_up_equals_conv_of_upsampled_image():
     w = torch.randn(5, 3, 3, 3, dtype=DT)
     f = setup_filter().to(DT)
     a = conv2d_resample(x, w, f, up=2)
-    b = F.conv2d(upsample2d(x, f), w, padding=1)
+    # StyleGAN2-ADA's orientation: up-sampling weights act as a true convolution (flipped correlation)
+    b = F.conv2d(upsample2d(x, f), w.flip([2, 3]), padding=1)
     assert a.shape == b.shape == (2, 5, 16, 16)
+    assert not torch.allclose(a[:, :, 1:-1, 1:-1], F.conv2d(upsample2d(x, f), w, padding=1)[:, :, 1:-1, 1:-1])
     # equal away from a one-pixel border: there the fused form sees the filtered image's tails
     # beyond the edge, where the two-step form sees conv2d's zero padding
     assert torch.allclose(a[:, :, 1:-1, 1:-1], b[:, :, 1:-1, 1:-1], atol=1e-10)

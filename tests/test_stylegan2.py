@@ -221,3 +221,77 @@ def test_every_parameter_gets_a_gradient(num_classes):
         if not num_classes:  # (class tables only get gradients in the rows of classes present)
             zero = [n for n, p in net.named_parameters() if p.grad.abs().max() == 0]
             assert not zero, f"{name} parameters with an all-zero gradient: {zero}"
+
+
+# ----------------------------------------------------------------------------------------------
+# the reference's conventions (StyleGAN2-ADA): w_avg tracking, the conditioning path
+
+def _lrelu(x):
+    return torch.nn.functional.leaky_relu(x, 0.2) * 2 ** 0.5
+
+
+def _fc(layer, x, act=True):
+    """An equalized-lr fully connected layer by hand: w * lr_mul / sqrt(in), b * lr_mul."""
+    y = x @ (layer.weight * layer.lr_mul / layer.weight.shape[1] ** 0.5).t() + layer.bias * layer.lr_mul
+    return _lrelu(y) if act else y
+
+
+def _normalize(x):
+    return x * (x.square().mean(dim=1, keepdim=True) + 1e-8).rsqrt()
+
+
+def test_w_avg_tracks_every_training_mode_call_but_not_the_mixing_latent():
+    G = make_g()
+    beta = G.mapping.w_avg_beta
+    z, z2 = torch.randn(6, Z), torch.randn(6, Z)
+    G.mapping.w_avg.zero_()
+    G(z, mix_z=z2, crossover=3)  # training mode (the default): z's w updates the average, z2's does not
+    w = G.mapping(z, update_w_avg=False)[:, 0]
+    assert torch.allclose(G.w_avg, w.mean(0) * (1 - beta), atol=1e-7)
+    before = G.w_avg.clone()
+    G.eval()
+    G(z2)
+    assert torch.equal(G.w_avg, before)  # eval mode never moves it
+    G.train()
+    G(z2, update_w_avg=False)
+    assert torch.equal(G.w_avg, before)
+
+
+def test_one_crossover_for_the_batch_mixes_every_sample_at_that_layer(G):
+    z, mix_z = torch.randn(3, Z), torch.randn(3, Z)
+    _, ws = G(z, mix_z=mix_z, crossover=4, return_ws=True, update_w_avg=False)
+    a, b = G.mapping(z, update_w_avg=False), G.mapping(mix_z, update_w_avg=False)
+    assert torch.allclose(ws[:, :4], a[:, :4]) and torch.allclose(ws[:, 4:], b[:, 4:])
+    _, ws = G(z, mix_z=mix_z, crossover=G.num_ws, return_ws=True, update_w_avg=False)
+    assert torch.allclose(ws, a)
+
+
+def test_conditioning_follows_the_reference_path_by_hand():
+    G, D = make_g(num_classes=5, mapping_layers=2), make_d(num_classes=5, mapping_layers=3)
+    z, c = torch.randn(4, Z), torch.tensor([0, 4, 2, 1])
+    onehot = torch.nn.functional.one_hot(c, 5).float()
+    # G: normalize(z) ++ normalize(embed(onehot)) -> FC layers
+    m = G.mapping
+    x = torch.cat([_normalize(z), _normalize(_fc(m.embed, onehot, act=False))], dim=1)
+    for layer in m.layers:
+        x = _fc(layer, x)
+    assert torch.allclose(G.mapping(z, c, update_w_avg=False)[:, 0], x, atol=1e-5)
+    # D: cmap = normalize(embed(onehot)) -> 3 FC layers (lr_mul 0.01); logit = <out, cmap> / sqrt(cmap_dim)
+    y = _normalize(_fc(D.mapping.embed, onehot, act=False))
+    for layer in D.mapping.layers:
+        y = _fc(layer, y)
+    assert len(D.mapping.layers) == 3 and D.mapping.layers[0].lr_mul == 0.01 and D.mapping.w_avg is None
+    img = torch.randn(4, 3, 32, 32)
+    feats = img
+    for block in D.blocks.values():
+        feats = block(feats)
+    out = D.epilogue(feats)
+    assert torch.allclose(D(img, c), (out * y).sum(1) / D.cmap_dim ** 0.5, atol=1e-5)
+
+
+def test_conditional_discriminator_parameter_count_matches_the_reference_layout():
+    D0, D10 = (DISCRIMINATORS.build("stylegan2", {"resolution": 256, "num_classes": k}) for k in (0, 10))
+    c4 = 512
+    label_mapping = (10 * c4 + c4) + 8 * (c4 * c4 + c4)  # embed + 8 FC layers (StyleGAN2-ADA's D mapping)
+    projection_out = (c4 - 1) * (c4 + 1)                   # the output layer gives cmap_dim values, not 1 (weight + bias)
+    assert count_params(D10) - count_params(D0) == label_mapping + projection_out

@@ -172,14 +172,19 @@ class StyleGAN1Generator(nn.Module):
 
     def forward(self, z: torch.Tensor, c: torch.Tensor | None = None, psi: float = 1.0, cutoff: int | None = None,
                 noise_mode: str = "random", mix_z: torch.Tensor | None = None,
-                crossover: torch.Tensor | None = None, update_w_avg: bool = False, return_ws: bool = False):
+                crossover: torch.Tensor | None = None, update_w_avg: bool | None = None, return_ws: bool = False):
         """Style mixing: layers < crossover[i] take sample i's w from z, the rest from mix_z
-        (crossover = num_ws: no mixing). Returns img, or (img, ws) with return_ws."""
+        (crossover = num_ws: no mixing; an int: the same layer for every sample). Returns img, or (img, ws) with return_ws.
+        update_w_avg: None = in training mode (see nn/mapping.py); the mixing latent never updates it."""
         ws = self.mapping(z, c, psi, cutoff, update_w_avg)
         if mix_z is not None:
             if crossover is None:
-                raise ValueError("style mixing needs crossover [N] (layer index per sample) with mix_z")
-            ws = mix_styles(ws, self.mapping(mix_z, c, psi, cutoff), crossover)
+                raise ValueError("style mixing needs crossover (an int, or [N] layer index per sample) with mix_z")
+            if torch.is_tensor(crossover) and crossover.ndim:
+                ws = mix_styles(ws, self.mapping(mix_z, c, psi, cutoff, update_w_avg=False), crossover)
+            elif int(crossover) < self.num_ws:  # one crossover for the batch; num_ws = no mixing
+                ws2 = self.mapping(mix_z, c, psi, cutoff, update_w_avg=False)
+                ws = torch.cat([ws[:, :int(crossover)], ws2[:, int(crossover):]], dim=1)
         img = self.synthesis(ws, noise_mode)
         return (img, ws) if return_ws else img
 

@@ -13,7 +13,9 @@ Discriminator: fromRGB at the input resolution only, then per resolution a resid
 (3x3 conv, 3x3 conv with 2x FIR downsampling; 1x1 downsampling skip; sum * sqrt(1/2)), then at
 4x4 minibatch stddev, a 3x3 conv, a fully connected layer and the output layer. Conditional D
 uses projection (Miyato & Koyama 2018, arXiv:1802.05637) as StyleGAN2-ADA does: the output layer
-gives a C-dim vector that is dotted with a normalized learned class embedding, / sqrt(C).
+gives a C-dim vector that is dotted with the label's mapped embedding cmap, / sqrt(C); cmap comes
+from a mapping network of its own (z_dim 0: one-hot -> linear embed -> normalize -> `mapping_layers`
+fully connected layers with lr_mul 0.01; 8 layers in StyleGAN2-ADA, parameter names `mapping.*`).
 
 Mixed precision and clamping follow StyleGAN2-ADA (Karras et al. 2020, arXiv:2006.06676): the
 highest `num_fp16_res` resolutions run in float16 on CUDA (never 4x4, never on CPU); `conv_clamp`
@@ -27,7 +29,6 @@ from dataclasses import dataclass
 from typing import Optional
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from hifigan.nn.activation import ACTIVATIONS, bias_act
@@ -37,7 +38,6 @@ from hifigan.nn.mapping import MappingNetwork, mix_styles
 from hifigan.nn.mbstd import MinibatchStd
 from hifigan.nn.modconv import ModulatedConv2d
 from hifigan.nn.noise import NOISE_MODES, ConstantInput, NoiseInjection
-from hifigan.nn.norms import pixel_norm
 from hifigan.nn.rgb import ToRGB, from_rgb
 from hifigan.models.progan import channels_at, log2_resolution
 from hifigan.schema import MAX_CHANNELS, MAX_CLASSES, MAX_LAYERS, MAX_RESOLUTION, MAX_WIDTH, bounded, resolution_field
@@ -188,18 +188,23 @@ class StyleGAN2Generator(nn.Module):
 
     def forward(self, z: torch.Tensor, c: torch.Tensor | None = None, psi: float = 1.0, cutoff: int | None = None,
                 noise_mode: str = "random", mix_z: torch.Tensor | None = None, crossover=None,
-                update_w_avg: bool = False, return_ws: bool = False):
-        """Style mixing: with mix_z, layers >= crossover[i] take mix_z's w (crossover [N] int64, or an int;
-        None draws one uniformly from [1, num_ws) per sample; num_ws = no mixing). With return_ws, also
-        returns the ws actually used [N, num_ws, w_dim], still in the graph (path-length regularization)."""
+                update_w_avg: bool | None = None, return_ws: bool = False):
+        """Style mixing: with mix_z, layers >= crossover take mix_z's w (crossover: an int for the whole
+        batch, as StyleGAN2-ADA decides once per minibatch, or [N] int64 per sample; None draws one
+        uniformly from [1, num_ws) per sample; num_ws = no mixing, and then mix_z's mapping is skipped).
+        update_w_avg: None = in training mode (StyleGAN2-ADA's rule, see nn/mapping.py); the mixing
+        latent never updates it. With return_ws, also returns the ws actually used [N, num_ws, w_dim],
+        still in the graph (path-length regularization)."""
         ws = self.mapping(z, c, psi, cutoff, update_w_avg)
         if mix_z is not None:
-            ws2 = self.mapping(mix_z, c, psi, cutoff)
             if crossover is None:
                 crossover = torch.randint(1, self.num_ws, (z.shape[0],), device=z.device)
-            elif not torch.is_tensor(crossover):
-                crossover = torch.full((z.shape[0],), int(crossover), device=z.device)
-            ws = mix_styles(ws, ws2, crossover.to(z.device))
+            if torch.is_tensor(crossover) and crossover.ndim:
+                ws = mix_styles(ws, self.mapping(mix_z, c, psi, cutoff, update_w_avg=False), crossover.to(z.device))
+            elif int(crossover) < self.num_ws:
+                cross = int(crossover)
+                ws2 = self.mapping(mix_z, c, psi, cutoff, update_w_avg=False)
+                ws = torch.cat([ws[:, :cross], ws2[:, cross:]], dim=1)
         img = self.synthesis(ws, noise_mode=noise_mode)
         return (img, ws) if return_ws else img
 
@@ -276,7 +281,9 @@ class StyleGAN2Discriminator(nn.Module):
         channels: int = bounded(3, ge=1, le=MAX_CHANNELS)     # input image channels
         channel_base: int = bounded(32768, ge=1, le=MAX_WIDTH * MAX_RESOLUTION)  # channels at res r: min(channel_base // r, channel_max)
         channel_max: int = bounded(512, ge=1, le=MAX_WIDTH)   # cap on any layer's channels
-        num_classes: int = bounded(0, ge=0, le=MAX_CLASSES)   # > 0: conditional by projection onto a class embedding
+        num_classes: int = bounded(0, ge=0, le=MAX_CLASSES)   # > 0: conditional by projection onto the label's mapped embedding
+        mapping_layers: int = bounded(8, ge=1, le=MAX_LAYERS) # layers of the conditional D's label mapping (StyleGAN2-ADA: 8)
+        mapping_lr_mul: float = bounded(0.01, gt=0)           # its learning-rate multiplier
         mbstd_group: int = bounded(4, ge=1, le=MAX_WIDTH)     # minibatch-stddev group size (smaller if it does not divide N)
         mbstd_channels: int = bounded(1, ge=0, le=MAX_WIDTH)  # minibatch-stddev feature maps appended; 0 disables it
         num_fp16_res: int = bounded(0, ge=0, le=16)           # the highest N resolutions run in float16 on CUDA (not 4x4)
@@ -299,8 +306,9 @@ class StyleGAN2Discriminator(nn.Module):
                                                         res >= fp16_from, cfg.conv_clamp, f.clone())
         c4 = channels_at(4, cfg.channel_base, cfg.channel_max)
         self.cmap_dim = c4 if cfg.num_classes else 0
-        # projection: a learned vector per class; normalized, so only its direction is learned
-        self.class_embed = nn.Parameter(torch.randn(cfg.num_classes, c4)) if cfg.num_classes else None
+        # projection onto the label's embedding, mapped as StyleGAN2-ADA maps it (no w_avg, one vector)
+        self.mapping = MappingNetwork(0, c4, None, cfg.mapping_layers, cfg.mapping_lr_mul, cfg.num_classes,
+                                      None) if cfg.num_classes else None
         self.epilogue = DiscriminatorEpilogue(c4, self.cmap_dim, cfg.mbstd_group, cfg.mbstd_channels,
                                               cfg.conv_clamp)
 
@@ -309,9 +317,9 @@ class StyleGAN2Discriminator(nn.Module):
         for block in self.blocks.values():
             x = block(x)
         x = self.epilogue(x)
-        if self.class_embed is None:
+        if self.mapping is None:
             return x.flatten()  # [N]
         if c is None:
             raise ValueError("this discriminator is conditional: pass class labels c")
-        cmap = pixel_norm(F.embedding(c.long(), self.class_embed))  # [N, cmap_dim], unit RMS
+        cmap = self.mapping(None, c)  # [N, cmap_dim]
         return (x * cmap).sum(dim=1) / math.sqrt(self.cmap_dim)

@@ -4,9 +4,12 @@ equalized-LR layers with a 100x lower learning rate (lr_mul 0.01, appendix C), b
 the synthesis layers as ws [N, num_ws, w_dim].
 
 It tracks the average w (moving average, decay w_avg_beta) for the truncation trick (section 5.2,
-appendix B): w' = w_avg + psi * (w - w_avg), applied to the layers before `cutoff` only.
-Conditional models embed the one-hot class, normalize it and concatenate it to z (StyleGAN2-ADA's
-scheme).
+appendix B): w' = w_avg + psi * (w - w_avg), applied to the layers before `cutoff` only. As in
+StyleGAN2-ADA, every call in training mode updates it (Gmain, Greg and the fakes of Dmain alike)
+except the second latent of style mixing, which passes update_w_avg=False; eval mode never does.
+Conditional models embed the one-hot class (a linear layer, lr 1), normalize it and concatenate it
+to the normalized z (StyleGAN2-ADA's scheme). With z_dim = 0 the network maps the class alone:
+that is the conditional discriminator's label mapping (num_ws = None: one vector, no w_avg).
 """
 from __future__ import annotations
 
@@ -19,31 +22,40 @@ from hifigan.nn.norms import pixel_norm
 
 
 class MappingNetwork(nn.Module):
-    def __init__(self, z_dim: int, w_dim: int, num_ws: int, num_layers: int = 8, lr_mul: float = 0.01,
-                 num_classes: int = 0, w_avg_beta: float = 0.995, activation: str = "lrelu"):
+    def __init__(self, z_dim: int, w_dim: int, num_ws: int | None, num_layers: int = 8, lr_mul: float = 0.01,
+                 num_classes: int = 0, w_avg_beta: float | None = 0.995, activation: str = "lrelu"):
         super().__init__()
+        if z_dim == 0 and num_classes == 0:
+            raise ValueError("a mapping network needs a latent (z_dim > 0) or a label (num_classes > 0)")
         self.z_dim, self.w_dim, self.num_ws, self.num_classes = z_dim, w_dim, num_ws, num_classes
         self.w_avg_beta = w_avg_beta
         self.embed = EqualLinear(num_classes, w_dim) if num_classes else None
         dims = [z_dim + (w_dim if num_classes else 0)] + [w_dim] * num_layers
         self.layers = nn.ModuleList(EqualLinear(a, b, lr_mul=lr_mul, activation=activation)
                                     for a, b in zip(dims[:-1], dims[1:]))
-        self.register_buffer("w_avg", torch.zeros(w_dim))
+        if num_ws is not None and w_avg_beta is not None:
+            self.register_buffer("w_avg", torch.zeros(w_dim))
+        else:
+            self.w_avg = None
 
-    def forward(self, z: torch.Tensor, c: torch.Tensor | None = None, psi: float = 1.0, cutoff: int | None = None,
-                update_w_avg: bool = False) -> torch.Tensor:
-        """z [N, z_dim] (+ c [N] class indices) -> ws [N, num_ws, w_dim]."""
-        x = pixel_norm(z)
+    def forward(self, z: torch.Tensor | None, c: torch.Tensor | None = None, psi: float = 1.0,
+                cutoff: int | None = None, update_w_avg: bool | None = None) -> torch.Tensor:
+        """z [N, z_dim] (+ c [N] class indices) -> ws [N, num_ws, w_dim] ([N, w_dim] when num_ws is None).
+        update_w_avg: None = in training mode (StyleGAN2-ADA's rule); False for style mixing's second z."""
+        parts = [] if self.z_dim == 0 else [pixel_norm(z)]
         if self.embed is not None:
             if c is None:
-                raise ValueError("this generator is conditional: pass class labels c")
-            y = pixel_norm(self.embed(F.one_hot(c.long(), self.num_classes).to(z.dtype)))
-            x = torch.cat([x, y], dim=1)
+                raise ValueError("this network is conditional: pass class labels c")
+            dtype = torch.float32 if z is None else z.dtype
+            parts.append(pixel_norm(self.embed(F.one_hot(c.long(), self.num_classes).to(dtype))))
+        x = parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
         for layer in self.layers:
             x = layer(x)
-        if update_w_avg:
+        if self.w_avg is not None and (self.training if update_w_avg is None else update_w_avg):
             with torch.no_grad():
                 self.w_avg.copy_(x.detach().mean(dim=0).lerp(self.w_avg, self.w_avg_beta))
+        if self.num_ws is None:
+            return x
         ws = x[:, None].repeat(1, self.num_ws, 1)
         return truncate(ws, self.w_avg, psi, cutoff)
 

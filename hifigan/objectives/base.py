@@ -29,6 +29,7 @@ class Randomness(Protocol):
     def randn(self, *dims: int) -> torch.Tensor: ...          # [n, *dims] standard normal
     def randint(self, high: int) -> torch.Tensor: ...         # [n] uniform in [0, high)
     def rand(self, *dims: int) -> torch.Tensor: ...           # [n, *dims] uniform in [0, 1)
+    def shared_rand(self, k: int) -> torch.Tensor: ...        # [k] uniform in [0, 1), CPU, one draw for the whole global batch
 
 
 def _local(x: torch.Tensor) -> torch.Tensor:

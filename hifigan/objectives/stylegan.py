@@ -11,15 +11,21 @@ regularization, and style-mixing regularization.
   with y ~ N(0, I) / sqrt(H W), the Jacobian-vector length ||J_w^T y||_2 (averaged over the ws
   layers' squared norms) is pulled towards its running mean a (decay 0.01) by
   pl_weight * (||J_w^T y|| - a)^2, on a batch shrunk by pl_batch_shrink (phase Greg, every: 4).
-  The running mean is averaged over ranks and checkpointed.
+  As StyleGAN2-ADA defines it, the updated mean a' = lerp(a, mean(lengths), decay) stays in the
+  graph (only the stored copy is detached), so the penalty's gradient includes the lengths' pull
+  on a' (see `pl_penalty`). The batch mean is over every rank's lengths, through a differentiable
+  all-reduce (Batch.cross_rank_mean), so two ranks x B give the gradient of one rank x 2B. The
+  running mean is checkpointed.
 - Style mixing (Karras et al. 2019, arXiv:1812.04948, section 3.1): with probability
-  `style_mixing` a sample's ws switch to those of a second z at a crossover layer drawn uniformly
-  from [1, num_ws).
+  `style_mixing` the ws switch to those of a second z from a crossover layer drawn uniformly from
+  [1, num_ws). `mixing_per: batch` (the default, StyleGAN2-ADA's rule) makes that decision once for
+  the whole global batch; `sample` makes it per sample. The second latent's mapping never updates
+  w_avg, and is skipped when the batch does not mix.
 """
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -42,7 +48,8 @@ class StyleGANObjective(Objective):
         pl_weight: float = bounded(0.0, ge=0)                  # path-length weight (StyleGAN2: 2); 0 = off
         pl_decay: float = bounded(0.01, ge=0, le=1)            # decay of the path-length running mean
         pl_batch_shrink: int = bounded(2, ge=1, le=MAX_BATCH)  # the path-length batch is the phase batch / this
-        style_mixing: float = bounded(0.9, ge=0, le=1)         # probability of mixing two latents per sample; 0 = off
+        style_mixing: float = bounded(0.9, ge=0, le=1)         # probability of mixing two latents; 0 = off
+        mixing_per: str = field(default="batch", metadata={"choices": ("batch", "sample")})  # one mixing decision per global batch (StyleGAN2-ADA) or per sample
         r1_every: int = bounded(16, ge=1, le=MAX_COUNT)        # Dreg interval of the default schedule (1 = not lazy, StyleGAN v1)
         pl_every: int = bounded(4, ge=1, le=MAX_COUNT)         # Greg interval of the default schedule
 
@@ -70,12 +77,16 @@ class StyleGANObjective(Objective):
         z = batch.rand.randn(G.z_dim)
         c = batch.rand.randint(G.num_classes) if G.num_classes else None
         z2 = batch.rand.randn(G.z_dim)
-        mix = batch.rand.rand()
-        cross = batch.rand.randint(max(G.num_ws - 1, 1)) + 1
         sl = slice(0, n)
-        z, z2, mix, cross = z[sl], z2[sl], mix[sl], cross[sl]
+        z, z2 = z[sl], z2[sl]
         c = None if c is None else c[sl]
-        crossover = torch.where(mix < self.cfg.style_mixing, cross, torch.full_like(cross, G.num_ws))
+        if self.cfg.mixing_per == "batch":
+            mix, cross = batch.rand.shared_rand(2).tolist()
+            crossover = 1 + min(int(cross * (G.num_ws - 1)), G.num_ws - 2) if mix < self.cfg.style_mixing else G.num_ws
+        else:
+            mix = batch.rand.rand()[sl]
+            cross = batch.rand.randint(max(G.num_ws - 1, 1))[sl] + 1
+            crossover = torch.where(mix < self.cfg.style_mixing, cross, torch.full_like(cross, G.num_ws))
         return G(z, c, mix_z=z2, crossover=crossover, **kw), c
 
     def check_nets(self, nets: dict) -> None:
@@ -84,7 +95,7 @@ class StyleGANObjective(Objective):
             raise UserError(f"objective 'stylegan' needs a style-based G (stylegan1, stylegan2), not {G.registry_name!r}")
 
     def g_main(self, nets: dict, batch: Batch):
-        img, c = self.fake(nets["G"], batch, update_w_avg=True)
+        img, c = self.fake(nets["G"], batch)
         logits = nets["D"](img, c)
         return {"adv": F.softplus(-logits).mean()}, {"D_fake_for_G": logits.mean()}
 
@@ -112,11 +123,10 @@ class StyleGANObjective(Objective):
         lengths = path_lengths(img, ws, noise)
         if self.pl_mean is None:
             self.pl_mean = torch.zeros((), device=lengths.device)
-        mean = self.pl_mean.lerp(batch.cross_rank_mean(lengths.detach().mean()), self.cfg.pl_decay)
-        self.pl_mean.copy_(mean)
-        penalty = (lengths - mean).square().mean()
+        penalty, mean = pl_penalty(lengths, self.pl_mean, self.cfg.pl_decay, batch.cross_rank_mean)
+        self.pl_mean.copy_(mean.detach())
         return {"pl": penalty * self.cfg.pl_weight + img[:, 0, 0, 0].sum() * 0}, \
-            {"pl_length": lengths.mean(), "pl_mean": mean}
+            {"pl_length": lengths.detach().mean(), "pl_mean": mean.detach()}
 
     def state_dict(self) -> dict:
         return {} if self.pl_mean is None else {"pl_mean": self.pl_mean.detach().cpu()}
@@ -124,3 +134,12 @@ class StyleGANObjective(Objective):
     def load_state_dict(self, state: dict, device) -> None:
         if "pl_mean" in state:
             self.pl_mean = state["pl_mean"].to(device)
+
+
+def pl_penalty(lengths: torch.Tensor, pl_mean: torch.Tensor, decay: float, cross_rank_mean=lambda x: x):
+    """(mean_i (l_i - a')^2, a') with a' = lerp(a, mean over the global batch of l, decay), a' in the graph.
+    d penalty / d l_i = 2/n (l_i - a') - 2 decay / (n R) * sum over every rank's l_j of (l_j - a') / n_j
+    (on one rank: 2/n (l_i - a') - 2 decay/n mean_j (l_j - a')): the second term is what a detached
+    mean drops (StyleGAN2-ADA keeps it; with decay 0.01 it is about 1% of the gradient)."""
+    mean = pl_mean.lerp(cross_rank_mean(lengths.mean()), decay)
+    return (lengths - mean).square().mean(), mean

@@ -30,6 +30,39 @@ from hifigan.train import process
 from hifigan.train.phases import OptimPlan, build_optimizer, optimizer_settings
 
 
+
+class _AllMean(torch.autograd.Function):
+    """y = mean over ranks of x; dy/dx_r = 1 / world for every rank, so the backward is the mean of
+    the ranks' incoming gradients. With every rank's loss averaged (as DDP averages gradients),
+    that is the exact gradient of the global objective through the shared mean."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, world: int) -> torch.Tensor:
+        ctx.world = world
+        return _detached_mean(x, world)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        import torch.distributed as dist
+        g = grad.detach().clone().contiguous()
+        dist.all_reduce(g)
+        return g / ctx.world, None
+
+
+def all_mean(x: torch.Tensor, world: int) -> torch.Tensor:
+    """The mean of x over `world` ranks (collective; every rank calls it, and, when x needs a gradient,
+    every rank runs the backward through it)."""
+    if x.requires_grad:
+        return _AllMean.apply(x, world)
+    return _detached_mean(x, world)
+
+
+def _detached_mean(x: torch.Tensor, world: int) -> torch.Tensor:
+    import torch.distributed as dist
+    y = x.detach().clone()
+    dist.all_reduce(y)
+    return y / world
+
 class NetHandle(Protocol):
     """One trained network as the backend prepared it."""
     name: str
@@ -215,13 +248,11 @@ class AccelerateBackend:
 
     # -- collectives ---------------------------------------------------------------------------
     def all_mean(self, x: torch.Tensor) -> torch.Tensor:
-        """Mean over ranks of a detached statistic, on the device (Batch.cross_rank_mean)."""
+        """Mean over ranks, on the device (Batch.cross_rank_mean). Differentiable: when x needs a
+        gradient, the backward all-reduces the incoming gradient (the path-length mean's graph)."""
         if self.world == 1:
             return x
-        import torch.distributed as dist
-        y = x.detach().clone()
-        dist.all_reduce(y)
-        return y / self.world
+        return all_mean(x, self.world)
 
     def reduce_mean(self, x: torch.Tensor) -> torch.Tensor:
         if self.world == 1:

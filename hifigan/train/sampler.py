@@ -67,3 +67,10 @@ class RandomView:
 
     def randint(self, high: int) -> torch.Tensor:
         return self._take("randint", (high,))
+
+    def shared_rand(self, k: int) -> torch.Tensor:
+        """[k] uniform in [0, 1) on the CPU, the same for every rank and micro-step of this phase repeat
+        (row 0 of a global draw): a decision made once per global batch."""
+        t = self.parent._draw(self.count, "rand", (k,))
+        self.count += 1
+        return t[0]

@@ -27,9 +27,12 @@ def conv2d_resample(x: torch.Tensor, w: torch.Tensor, f: torch.Tensor | None = N
     up=2: a stride-2 transposed convolution (the zero-inserting upsample and the convolution in
     one op) followed by the filter, padded so the output is exactly 2H x 2W.
     down=2: the filter first (anti-aliasing), padded so that a stride-2 valid convolution gives H/2.
-    w [O, I/groups, k, k]. Without resampling: a plain same-padded convolution. With up=2 it equals
-    conv2d(upsample2d(x, f), w, padding=k//2) away from a one-pixel border (the fused form does not
-    zero the upsampled image beyond its edge before convolving). `impl` picks the filter's and the
+    w [O, I/groups, k, k]. Without resampling: a plain same-padded convolution (a correlation, as
+    torch's conv2d). With up=2 the kernel is applied as the transposed convolution's own weight, the
+    orientation of StyleGAN2-ADA's weights (its `flip_weight=False`): the result equals
+    conv2d(upsample2d(x, f), w.flip([2, 3]), padding=k//2), a true convolution with w, away from a
+    one-pixel border (the fused form does not zero the upsampled image beyond its edge before
+    convolving), so official up-sampling weights load without a flip. `impl` picks the filter's and the
     convolution's implementation (kernels/upfirdn2d, kernels/conv2d).
     """
     k = w.shape[-1]
@@ -40,7 +43,7 @@ def conv2d_resample(x: torch.Tensor, w: torch.Tensor, f: torch.Tensor | None = N
     if up == 2:
         O, Ig = w.shape[:2]
         wt = w.reshape(groups, O // groups, Ig, k, k).transpose(1, 2).reshape(groups * Ig, O // groups, k, k)
-        x = conv2d(x, wt.flip([2, 3]), stride=2, groups=groups, transposed=True, impl=cimpl)  # [.., 2H + k - 2, ..]
+        x = conv2d(x, wt, stride=2, groups=groups, transposed=True, impl=cimpl)  # [.., 2H + k - 2, ..]
         return upfirdn2d(x, f, pad=up_pads(f.shape[-1], k), gain=4, impl=fimpl)
     if down == 2:
         x = upfirdn2d(x, f, pad=down_pads(f.shape[-1], k), impl=fimpl)

@@ -12,9 +12,9 @@ def modulated_conv2d(x, weight, styles, demodulate, up, down, f, _fused):
     N, I, H, W = x.shape
     k = weight.shape[-1]
     w, s, d = prepare(x, weight, styles, demodulate)
-    if up == 2:  # transposed conv stride 2; the kernel's gather needs no flipped copy of x, only of w
+    if up == 2:  # transposed conv stride 2 with w as stored (StyleGAN2-ADA's orientation, see reference.py)
         geom = (2, 0, 0, True, 2 * H + k - 2, 2 * W + k - 2)
-        y = fused.scaled_conv(lib, x, w.flip([2, 3]), s, d, geom)
+        y = fused.scaled_conv(lib, x, w, s, d, geom)
         return upfirdn2d(y, f, pad=up_pads(f.shape[-1], k), gain=4, impl="triton")
     if down == 2:
         x = upfirdn2d(x, f, pad=down_pads(f.shape[-1], k), impl="triton")
