@@ -484,7 +484,7 @@ class AdaAugment(nn.Module):
     def _filter(self, x, gains):
         """x [m, C, H, W] filtered separably with each sample's 1-D filter sum_b gains[b] * band_b."""
         m, C, H, W = x.shape
-        h = (gains @ self.f_bands).to(x.dtype)  # [m, taps]
+        h = (gains.to(self.f_bands.dtype) @ self.f_bands).to(x.dtype)  # [m, taps]
         r = h.shape[1] // 2
         w = h[:, None, :].expand(m, C, -1).reshape(m * C, 1, 1, -1)
         x = reflect_pad(x, r, r, r, r).reshape(1, m * C, H + 2 * r, W + 2 * r)
