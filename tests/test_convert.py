@@ -404,3 +404,35 @@ def test_generate_seed_rng_numpy_uses_converted_noise_const(tmp_path):
     assert np.abs(got.astype(int) - want.astype(int)).max() <= 1
     torch_imgs = generate_from_checkpoint(out, tmp_path / "t", GenerateOptions(seeds="0-3", device="cpu"))
     assert not np.array_equal(torch_imgs, got)  # the default stays hifigan's torch seeds
+
+
+# ----------------------------------------------------------------------------------------------
+# Training resumes from a converted run dir
+
+def test_training_resumes_from_converted_weights_with_fresh_optimizers(tmp_path, capsys):
+    from hifigan.train.api import train
+    g = dict(resolution=8, channel_base=64, channel_max=16, z_dim=8, w_dim=8, mapping_layers=2, channels=1)
+    d = dict(resolution=8, channel_base=64, channel_max=16, channels=1, mbstd_group=2)
+    G, G_ema = (randomize(GENERATORS.build("stylegan2", g), s) for s in (1, 2))
+    D = randomize(DISCRIMINATORS.build("stylegan2", d), 3)
+    out = convert(write_snapshot(tmp_path / "s.pkl", G, G_ema, D), tmp_path / "run")
+    overrides = [f"run_dir={out}", "train.total_kimg=0.004", "train.batch_size=4", "log.progress=false",
+                 "data.workers=0"]
+    assert train(str(out / "config.yaml"), overrides)["step"] == 1
+    text = capsys.readouterr().out
+    assert "holds no optimizer state; D, G start with fresh optimizers" in text
+    D2, _ = checkpoint.build_net(out / "checkpoints" / "step-00000001" / "D.safetensors")
+    for k, v in D.state_dict().items():  # one Adam step of lr 0.0025 away from the converted weights
+        assert (D2.state_dict()[k] - v).abs().max() < 0.02, k
+
+
+def test_generator_only_conversion_refuses_to_resume(tmp_path):
+    from hifigan.config import load_config
+    from hifigan.train.state import check_same_model
+    G, G_ema, D = rosinality_nets()
+    src = tmp_path / "g_ema.pt"
+    torch.save({"g_ema": to_rosinality_g(G_ema), "latent_avg": G_ema.mapping.w_avg}, src)
+    out = convert(src, tmp_path / "run")
+    with pytest.raises(UserError, match="without network D"):
+        cfg = load_config(out / "config.yaml", ["D.arch=stylegan2", "D.resolution=16"])
+        check_same_model(types.SimpleNamespace(cfg=cfg), checkpoint.resolve(out))

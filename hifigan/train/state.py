@@ -2,6 +2,10 @@
 plus the training state an exact resume needs: each network handle's optimizer and loss-scaler
 state, step, images seen, every rank's RNG states, the shared latent generator, the data position,
 the objective's running statistics and the progressive stage.
+
+A checkpoint written by launch/convert.py (state["converted_from"]) holds weights only: resuming from
+it compares the networks' configs (not the objective, which never ran), starts every optimizer and
+random stream fresh from the recipe and its seed, and prints a note saying so.
 """
 from __future__ import annotations
 
@@ -95,9 +99,14 @@ def check_same_model(trainer, ckpt: Path | None = None) -> dict | None:
     if not isinstance(saved, dict):
         raise checkpoint.DamagedCheckpoint(f"{ckpt / 'state.pt'}: damaged training state (its config is unreadable)")
     now = config_mod.to_dict(trainer.cfg)
+    converted = state.get("converted_from")
+    lacking = [n for n in NETWORKS if converted and now.get(n) is not None and n not in state.get("nets", ())]
+    if lacking:
+        raise UserError(f"{ckpt}: converted from {short(converted)} without network {lacking[0]}, which this recipe "
+                        f"trains; convert a checkpoint that holds it (a training snapshot) or use a new run_dir")
     if isinstance(saved.get("D"), dict):  # D keys of older versions that were off (their networks moved out)
         saved["D"] = {k: v for k, v in saved["D"].items() if not (k in LEGACY_D_KEYS and not v)}
-    for key in (*NETWORKS, "objective"):
+    for key in (*NETWORKS, *(() if state.get("converted_from") else ("objective",))):
         if saved.get(key) != now.get(key):
             raise UserError(f"{ckpt}: this run dir was trained with a different {key} "
                             f"({short(saved.get(key), 200)} vs {short(now.get(key), 200)}); use a new run_dir or "
@@ -175,7 +184,10 @@ def resume(trainer) -> bool:
         except RuntimeError as e:
             raise UserError(f"{ckpt / name}.safetensors: weights do not fit this run's {arch!r} network "
                             f"({checkpoint.one_line(e, 100)}); use the matching config or a new run_dir") from None
+    converted = state.get("converted_from")
     for n, h in trainer.handles.items():
+        if converted and n not in state["optim"]:
+            continue  # fresh optimizer (the note below)
         if n not in state["optim"] or n not in state["scalers"]:
             raise UserError(f"{ckpt}: holds no optimizer state for network {n} (this recipe trains "
                             f"{', '.join(trainer.handles)}); use a new run_dir or the original config")
@@ -185,16 +197,24 @@ def resume(trainer) -> bool:
     trainer.nonfinite_total = int(state.get("nonfinite_steps", 0))
     trainer.objective.load_state_dict(state.get("objective") or {}, trainer.backend.device)
     trainer.stage_index = state.get("stage_index")
-    trainer.rand.set_state(state["shared_rng"])
     b = trainer.backend
+    if not converted:
+        trainer.rand.set_state(state["shared_rng"])
     trainer.data.load_state_dict(state.get("data") or [], int(state["world_size"]))
-    if len(state["rng"]) == b.world:
+    if converted:
+        pass  # the streams the trainer seeded from the recipe stay
+    elif len(state["rng"]) == b.world:
         process.set_rng_state(state["rng"][b.rank])
     elif b.is_main:
         print(f"warning: checkpoint written by {len(state['rng'])} ranks, resuming on {b.world}: "
               f"per-rank random streams restart (the run continues, but not bit for bit)")
     if b.is_main:
         print(f"resuming {ckpt} at step {trainer.step}, {trainer.nimg / 1000:.3f} kimg", flush=True)
+        if converted:
+            fresh = [n for n in trainer.handles if n not in state["optim"]]
+            print(f"resume: {ckpt} was converted from {short(converted)} and holds no optimizer state; "
+                  f"{', '.join(fresh) or 'no network'} start{'s' if len(fresh) == 1 else ''} with fresh optimizers "
+                  f"and the recipe's seed", flush=True)
         for c in changes:
             print(f"resume: {c} (changed in the recipe; applied)", flush=True)
     return True
