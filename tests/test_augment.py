@@ -362,8 +362,9 @@ def test_pipeline_gradcheck_and_gradgradcheck():
     x = torch.randn(3, 3, 6, 6, dtype=torch.float64, requires_grad=True)
     fn = lambda t: pipe(t, Rand(3, seed=11, dtype=torch.float64))
     assert (fn(x) - x).abs().max() > 0.1
-    assert torch.autograd.gradcheck(fn, (x,))
-    assert torch.autograd.gradgradcheck(fn, (x,))
+    # fast_mode: checks random projections of the Jacobians (the full ones take minutes on CPU)
+    assert torch.autograd.gradcheck(fn, (x,), fast_mode=True)
+    assert torch.autograd.gradgradcheck(fn, (x,), fast_mode=True)
 
 
 def test_r1_through_the_pipeline_reaches_the_discriminator():
