@@ -131,6 +131,7 @@ class Config:
     E: typing.Optional[Spec] = spec_field(registry.ENCODERS, "arch", None)        # an encoder (the VAE's q(z|x))
     objective: Spec = spec_field(registry.OBJECTIVES, "name", {"name": "gan"})    # losses and default phases
     backend: Spec = spec_field(registry.BACKENDS, "name", {"name": "accelerate"})  # how the run is distributed
+    augment: Spec = spec_field(registry.AUGMENTS, "name", {"name": "none"})  # augmentation of every image D sees (none, ada, diffaugment)
     phases: typing.Optional[list[PhaseConfig]] = None  # training schedule; None = the objective's default
     optim: dict[str, OptimConfig] = field(default_factory=lambda: {"G": OptimConfig(), "D": OptimConfig()})
     train: TrainConfig = field(default_factory=TrainConfig)

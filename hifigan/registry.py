@@ -73,6 +73,7 @@ OBJECTIVES = Registry("objective", "hifigan.objectives")
 BACKENDS = Registry("backend", "hifigan.train.backend")
 DATASETS = Registry("dataset", "hifigan.data")
 METRICS = Registry("metric", "hifigan.metrics")
+AUGMENTS = Registry("augment", "hifigan.train.augment")  # what D sees: none, ada, diffaugment
 
 # The networks a recipe may name, by config section, and the registry each section selects from.
 # A network's kind (in checkpoints: "generator", "classifier", ...) is its registry's kind.

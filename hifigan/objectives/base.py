@@ -69,6 +69,8 @@ class Objective:
     """Base: subclasses fill `phases` (name -> PhaseSpec), `default_phases`, and the phase methods."""
     phases: dict[str, PhaseSpec] = {}
     default_phases: list[PhaseConfig] = []
+    supports_augment = False  # True: the family applies the trainer's `augment` policy to every image D sees
+    augment = None            # set by the trainer (hifigan/train/augment.py) when supports_augment
 
     def __init__(self, cfg):
         self.cfg = cfg

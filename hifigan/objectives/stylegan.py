@@ -57,9 +57,17 @@ class StyleGANObjective(Objective):
               "Dmain": PhaseSpec("d_main", ("G", "D"), ("D",), reals="draw"),
               "Dreg": PhaseSpec("d_reg", ("D",), ("D",), reals="reuse")}
 
+    supports_augment = True
+
     def __init__(self, cfg):
         super().__init__(cfg)
         self.pl_mean = None
+
+    def run_d(self, D, img: torch.Tensor, c, batch: Batch) -> torch.Tensor:
+        """D's logits on img after the augmentation policy (ADA), if the run has one."""
+        if self.augment is not None:
+            img = self.augment(img, batch.rand)
+        return D(img, c)
 
     @property
     def default_phases(self) -> list[PhaseConfig]:
@@ -96,20 +104,23 @@ class StyleGANObjective(Objective):
 
     def g_main(self, nets: dict, batch: Batch):
         img, c = self.fake(nets["G"], batch)
-        logits = nets["D"](img, c)
+        logits = self.run_d(nets["D"], img, c, batch)
         return {"adv": F.softplus(-logits).mean()}, {"D_fake_for_G": logits.mean()}
 
     def d_main(self, nets: dict, batch: Batch):
         D = nets["D"]
         img, c = self.fake(nets["G"], batch)
-        logits_fake = D(img.detach(), c)
-        logits_real = D(batch.img, d_labels(D, batch.c))
+        logits_fake = self.run_d(D, img.detach(), c, batch)
+        logits_real = self.run_d(D, batch.img, d_labels(D, batch.c), batch)
+        if self.augment is not None:
+            self.augment.observe(logits_real)  # ADA's r_t = E[sign(D(real))]
         losses = {"fake": F.softplus(logits_fake).mean(), "real": F.softplus(-logits_real).mean()}
         return losses, {"D_real": logits_real.mean(), "D_fake": logits_fake.mean()}
 
     def d_reg(self, nets: dict, batch: Batch):
         D = nets["D"]
-        pen, logits = r1_penalty(D, batch.img, d_labels(D, batch.c))
+        # R1 is the gradient with respect to the real image before augmentation
+        pen, logits = r1_penalty(lambda x, c: self.run_d(D, x, c, batch), batch.img, d_labels(D, batch.c))
         # `logits * 0` keeps D's output in the graph so every parameter takes part in backward
         return {"r1": pen.mean() * (self.cfg.r1_gamma / 2) + logits.mean() * 0}, {"r1_penalty": pen.mean()}
 
@@ -129,11 +140,16 @@ class StyleGANObjective(Objective):
             {"pl_length": lengths.detach().mean(), "pl_mean": mean.detach()}
 
     def state_dict(self) -> dict:
-        return {} if self.pl_mean is None else {"pl_mean": self.pl_mean.detach().cpu()}
+        state = {} if self.pl_mean is None else {"pl_mean": self.pl_mean.detach().cpu()}
+        if self.augment is not None:
+            state.update({f"augment.{k}": v for k, v in self.augment.aug_state().items()})
+        return state
 
     def load_state_dict(self, state: dict, device) -> None:
         if "pl_mean" in state:
             self.pl_mean = state["pl_mean"].to(device)
+        if self.augment is not None:
+            self.augment.load_aug_state({k[8:]: v for k, v in state.items() if k.startswith("augment.")}, device)
 
 
 def pl_penalty(lengths: torch.Tensor, pl_mean: torch.Tensor, decay: float, cross_rank_mean=lambda x: x):

@@ -27,6 +27,7 @@ from hifigan.kernels import dispatch
 from hifigan.objectives import Batch
 from hifigan.registry import NETWORKS, OBJECTIVES
 from hifigan.train import state as run_state
+from hifigan.train.augment import build_augment
 from hifigan.train.backend import build_backend
 from hifigan.train.ema import ema_beta, ema_update
 from hifigan.train.lock import RunLock
@@ -88,6 +89,11 @@ class Trainer:
         self.batch_size = t.batch_size
         self.batch_gpu, self.accum = config_mod.derive_batch(t, b.world)
         self.objective = OBJECTIVES.get(cfg.objective.name)(cfg.objective.cfg)
+        if cfg.augment.name != "none":
+            if not self.objective.supports_augment:
+                raise UserError(f"augment: {cfg.augment.name!r} is applied by the stylegan objective only, not by "
+                                f"{cfg.objective.name!r}; remove the augment section or set augment.name=none")
+            self.objective.augment = build_augment(cfg.augment, b.device)
         self.nets = build_nets(cfg)
         self.phases = build_phases(cfg.phases or self.objective.default_phases, list(self.nets))
         self.objective.check(self.nets, self.phases)
@@ -221,6 +227,9 @@ class Trainer:
             self.nonfinite_run += 1
             self.nonfinite_total += 1
         self.stats.add("Nonfinite/skipped_steps", 0.0 if finite else 1.0)
+        if self.objective.augment is not None:  # ADA's controller: p from the sign of D(real), every few steps
+            for k, v in self.objective.augment.adjust(self.step, self.nimg, self.backend.all_mean).items():
+                self.stats.add(k, v)
         self.step += 1
         if self.nonfinite_run >= t.max_nonfinite:
             raise run_state.diverged(self, f"{self.nonfinite_run} steps in a row with non-finite losses or gradients "
@@ -326,6 +335,8 @@ class Trainer:
             self.stats.add(k, v * (w if k.startswith("Data/skipped") or k.endswith("images_per_s") else 1))
         extra = {f"LR/{name}": h.lr for name, h in self.handles.items()}
         extra["Nonfinite/total_steps"] = self.nonfinite_total
+        if self.objective.augment is not None:
+            extra["Augment/p"] = float(self.objective.augment.p)
         if self.stage is not None:
             extra.update({"Progress/resolution": self.stage.resolution, "Progress/alpha": self.stage.alpha,
                           "Progress/batch_size": self.batch_size})
