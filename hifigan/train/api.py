@@ -20,6 +20,14 @@ def describe(trainer: Trainer) -> str:
                  f"{trainer.batch_gpu} x {trainer.accum} accumulation steps")
     lines.append("phases: " + ", ".join(f"{p.name} {list(p.nets)}" + (f" every {p.every}" if p.every > 1 else "")
                                          + (f" x{p.repeats}" if p.repeats > 1 else "") for p in trainer.phases))
+    aug = trainer.objective.augment
+    if aug is not None:
+        how = "every image D sees"
+        if getattr(aug, "adaptive", False):
+            how += f"; p adaptive from {float(aug.p):g} towards r_t = {aug.cfg.target:g} ({aug.cfg.speed_kimg:g} kimg for 0 -> 1)"
+        elif trainer.cfg.augment.name == "ada":
+            how += f"; p fixed at {float(aug.p):g}"
+        lines.append(f"augment: {trainer.cfg.augment.name} ({how})")
     return "\n".join(lines)
 
 
