@@ -9,6 +9,10 @@ is applied to each sample independently with probability p * strength. In order:
              integer transforms are blitted exactly by a gather; the others are reflect-padded, 2x
              upsampled with the symlet-6 low-pass, bilinearly sampled, 2x downsampled with the same
              (time-reversed) filter. Up followed by down is the identity for an orthogonal wavelet.
+             The reflection is the batch's largest need, capped at a quarter of the image (+ the filter's
+             margin) a side; the rare samples that reach further see grid_sample's mirror of the
+             upsampled image (no empty area either; the seam between the two mirrors is about a pixel
+             off). Resampling is polyphase through upfirdn2d (the Triton kernel on CUDA).
   color      brightness, contrast, luma flip, hue rotation, saturation: ONE 4x4 matrix per sample acting
              on homogeneous RGB around the origin (mid-gray of [-1, 1]), as in the paper.
              One channel (C == 1, and any C != 3): the image is the gray RGB (g, g, g); brightness adds
@@ -101,7 +105,9 @@ def reflect_pad(x: torch.Tensor, left: int, right: int, top: int, bottom: int) -
 # ----------------------------------------------------------------------------------------------
 # grid_sample with a twice-differentiable input gradient (R1 differentiates D(aug(x)) w.r.t. x and
 # backpropagates through that gradient). The grid is constant; the op is linear in the input, so its
-# input-gradient is the adjoint, whose own derivative is the forward op again.
+# input-gradient is the adjoint, whose own derivative is the forward op again. (Recent PyTorch
+# differentiates grid_sampler_2d_backward itself; the torch >= 2.3 that setup.py allows does not, and
+# this also skips the grid's gradient.)
 
 _PADDING = {"zeros": 0, "border": 1, "reflection": 2}
 
