@@ -78,8 +78,8 @@ def final_stage_nimg(cfg) -> int:
 def random_feed_trainer(cfg):
     """The recipe's real Trainer fed by RandomFeed; progressive recipes placed at their final stage."""
     orig = trainer_mod.Trainer._build_data
-    trainer_mod.Trainer._build_data = lambda self: RandomFeed(
-        self.nets["G"].img_shape, self.batch_gpu, self.nets["G"].num_classes, self.backend.device)
+    trainer_mod.Trainer._build_data = lambda self, dry_run=False: (RandomFeed(
+        self.nets["G"].img_shape, self.batch_gpu, self.nets["G"].num_classes, self.backend.device), None)
     try:
         tr = trainer_mod.Trainer(cfg)
     finally:
@@ -112,10 +112,11 @@ def measure(path: str, overrides: list[str], steps: int, warmup: int, profile: b
         def timed_phase(ph):
             sync(dev)
             t = time.perf_counter()
-            run_phase(ph)
+            applied = run_phase(ph)
             sync(dev)
             times[ph.name] += time.perf_counter() - t
             runs[ph.name] += 1
+            return applied
 
         def timed_next(chunk, device):
             sync(dev)
