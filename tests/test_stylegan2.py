@@ -295,3 +295,11 @@ def test_conditional_discriminator_parameter_count_matches_the_reference_layout(
     label_mapping = (10 * c4 + c4) + 8 * (c4 * c4 + c4)  # embed + 8 FC layers (StyleGAN2-ADA's D mapping)
     projection_out = (c4 - 1) * (c4 + 1)                   # the output layer gives cmap_dim values, not 1 (weight + bias)
     assert count_params(D10) - count_params(D0) == label_mapping + projection_out
+
+
+def test_use_noise_false_has_no_noise_inputs_and_is_deterministic():
+    G = make_g(use_noise=False)
+    assert not [k for k in G.state_dict() if "noise" in k]
+    assert count_params(make_g()) - count_params(G) == 1 + 2 * 3  # one strength per conv: 4x4 has one, 8..32 two
+    z = torch.randn(2, Z)
+    assert torch.equal(G(z, noise_mode="random"), G(z, noise_mode="const"))

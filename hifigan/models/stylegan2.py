@@ -70,15 +70,18 @@ class SynthesisLayer(nn.Module):
     """Modulated 3x3 conv (optionally 2x up) -> + scaled noise -> + bias -> lrelu * sqrt(2) (-> clamp)."""
 
     def __init__(self, in_channels: int, out_channels: int, w_dim: int, resolution: int, up: int = 1,
-                 clamp: float | None = None, resample_filter: torch.Tensor | None = None):
+                 clamp: float | None = None, resample_filter: torch.Tensor | None = None, use_noise: bool = True):
         super().__init__()
         self.resolution = resolution  # of the output, where the noise lives
         self.conv = ModulatedConv2d(in_channels, out_channels, 3, w_dim, up=up, activation="lrelu", clamp=clamp,
                                     resample_filter=resample_filter)
-        self.noise = NoiseInjection(resolution)  # one scalar strength (StyleGAN2, section 2.1)
+        # one scalar strength (StyleGAN2, section 2.1); use_noise=False drops it (StyleGAN2-ADA's use_noise)
+        self.noise = NoiseInjection(resolution) if use_noise else None
 
     def forward(self, x: torch.Tensor, w: torch.Tensor, noise_mode: str, fused: bool | None) -> torch.Tensor:
         # the noise goes after the conv, so it needs the output's shape: a zero-stride stand-in carries it
+        if self.noise is None:
+            return self.conv(x, w, fused=fused)
         shape = x.new_empty(()).expand(x.shape[0], 1, self.resolution, self.resolution)
         return self.conv(x, w, noise=self.noise.noise(shape, noise_mode), fused=fused)
 
@@ -87,7 +90,7 @@ class SynthesisBlock(nn.Module):
     """One resolution: (conv0 up) -> conv1 -> toRGB; img = upsample2d(img_prev) + toRGB(x)."""
 
     def __init__(self, in_channels: int, out_channels: int, w_dim: int, resolution: int, img_channels: int,
-                 use_fp16: bool, clamp: float | None, resample_filter: torch.Tensor):
+                 use_fp16: bool, clamp: float | None, resample_filter: torch.Tensor, use_noise: bool = True):
         super().__init__()
         self.resolution, self.use_fp16 = resolution, use_fp16
         self.register_buffer("resample_filter", resample_filter, persistent=False)
@@ -96,8 +99,8 @@ class SynthesisBlock(nn.Module):
             self.conv0 = None
         else:
             self.conv0 = SynthesisLayer(in_channels, out_channels, w_dim, resolution, up=2, clamp=clamp,
-                                        resample_filter=resample_filter)
-        self.conv1 = SynthesisLayer(out_channels, out_channels, w_dim, resolution, clamp=clamp)
+                                        resample_filter=resample_filter, use_noise=use_noise)
+        self.conv1 = SynthesisLayer(out_channels, out_channels, w_dim, resolution, clamp=clamp, use_noise=use_noise)
         self.torgb = ToRGB(out_channels, img_channels, w_dim, clamp=clamp)
         self.num_conv = 1 if self.conv0 is None else 2
 
@@ -119,7 +122,8 @@ class SynthesisNetwork(nn.Module):
     """ws [N, num_ws, w_dim] -> img [N, img_channels, resolution, resolution] (float32)."""
 
     def __init__(self, w_dim: int, resolution: int, img_channels: int, channel_base: int, channel_max: int,
-                 num_fp16_res: int = 0, conv_clamp: float | None = None, fused_modconv: bool | None = None):
+                 num_fp16_res: int = 0, conv_clamp: float | None = None, fused_modconv: bool | None = None,
+                 use_noise: bool = True):
         super().__init__()
         log2_res = _log2_resolution(resolution)
         fp16_from = _lowest_fp16_res(log2_res, num_fp16_res)
@@ -130,7 +134,7 @@ class SynthesisNetwork(nn.Module):
             in_ch = channels_at(res // 2, channel_base, channel_max) if res > 4 else 0
             out_ch = channels_at(res, channel_base, channel_max)
             self.blocks[f"b{res}"] = SynthesisBlock(in_ch, out_ch, w_dim, res, img_channels, res >= fp16_from,
-                                                    conv_clamp, f.clone())
+                                                    conv_clamp, f.clone(), use_noise)
         self.num_ws = sum(b.num_conv for b in self.blocks.values()) + 1  # + the last toRGB's own w
 
     def forward(self, ws: torch.Tensor, noise_mode: str = "random", fused: bool | None = None) -> torch.Tensor:
@@ -167,6 +171,7 @@ class StyleGAN2Generator(nn.Module):
         num_fp16_res: int = bounded(0, ge=0, le=16)            # the highest N resolutions run in float16 on CUDA (not 4x4)
         conv_clamp: Optional[float] = bounded(None, gt=0)      # clamp conv outputs to +-conv_clamp (recipes: 256)
         fused_modconv: Optional[bool] = None                   # None: fused grouped conv in eval, per-channel scaling in training
+        use_noise: bool = True                                 # per-pixel noise inputs (false: none, for data without stochastic detail)
 
         def __post_init__(self):
             _log2_resolution(self.resolution)
@@ -177,7 +182,8 @@ class StyleGAN2Generator(nn.Module):
         self.z_dim, self.w_dim, self.num_classes = cfg.z_dim, cfg.w_dim, cfg.num_classes
         self.img_shape = (cfg.channels, cfg.resolution, cfg.resolution)
         self.synthesis = SynthesisNetwork(cfg.w_dim, cfg.resolution, cfg.channels, cfg.channel_base,
-                                          cfg.channel_max, cfg.num_fp16_res, cfg.conv_clamp, cfg.fused_modconv)
+                                          cfg.channel_max, cfg.num_fp16_res, cfg.conv_clamp, cfg.fused_modconv,
+                                          cfg.use_noise)
         self.num_ws = self.synthesis.num_ws
         self.mapping = MappingNetwork(cfg.z_dim, cfg.w_dim, self.num_ws, cfg.mapping_layers, cfg.mapping_lr_mul,
                                       cfg.num_classes, cfg.w_avg_beta)
