@@ -295,7 +295,8 @@ def from_mapping(cls, mapping, prefix: str = ""):
             raise ConfigError(_join(prefix, key_text(k)), moved[k])
         if k not in fields:
             close = difflib.get_close_matches(k[:100], list(fields), n=1) if isinstance(k, str) else None
-            hint = f" (did you mean {_join(prefix, close[0])}?)" if close else f" (known: {', '.join(fields)})"
+            hint = (f" (did you mean {_join(prefix, close[0])}?)" if close else
+                    f" (known: {', '.join(fields)})" if fields else " (this section takes no settings here)")
             raise ConfigError(_join(prefix, key_text(k)), f"unknown key{hint}")
     hints = typing.get_type_hints(cls)
     kwargs = {}
