@@ -20,16 +20,15 @@ class Renamer:
 
     def ours(self, name: str) -> str | None:
         """The hifigan name of reference tensor `name`, or None when no pair matches."""
-        for theirs, ours, rt, _ in self.pairs:
-            m = rt.match(name)
-            if m:
-                return ours.format(**m.groupdict())
-        return None
+        return self._rename(name, mine=False)
 
     def theirs(self, name: str) -> str | None:
         """The reference name of hifigan tensor `name` (the inverse; for tests and exports)."""
-        for theirs, ours, _, ro in self.pairs:
-            m = ro.match(name)
+        return self._rename(name, mine=True)
+
+    def _rename(self, name: str, mine: bool) -> str | None:
+        for theirs, ours, rt, ro in self.pairs:
+            m = (ro if mine else rt).match(name)
             if m:
-                return theirs.format(**m.groupdict())
+                return (theirs if mine else ours).format(**m.groupdict())
         return None

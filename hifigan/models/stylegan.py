@@ -37,7 +37,7 @@ from hifigan.models.progan import (Progressive, ProGANDiscriminator, channels_at
 from hifigan.nn.activation import bias_act
 from hifigan.nn.equalized import EqualConv2d, EqualLinear
 from hifigan.nn.fir import setup_filter, upfirdn2d
-from hifigan.nn.mapping import MappingNetwork, mix_styles
+from hifigan.nn.mapping import MappingNetwork, mix_latent
 from hifigan.nn.noise import ConstantInput, NoiseInjection
 from hifigan.nn.norms import adain
 from hifigan.nn.rgb import ToRGB
@@ -180,11 +180,7 @@ class StyleGAN1Generator(nn.Module):
         if mix_z is not None:
             if crossover is None:
                 raise ValueError("style mixing needs crossover (an int, or [N] layer index per sample) with mix_z")
-            if torch.is_tensor(crossover) and crossover.ndim:
-                ws = mix_styles(ws, self.mapping(mix_z, c, psi, cutoff, update_w_avg=False), crossover)
-            elif int(crossover) < self.num_ws:  # one crossover for the batch; num_ws = no mixing
-                ws2 = self.mapping(mix_z, c, psi, cutoff, update_w_avg=False)
-                ws = torch.cat([ws[:, :int(crossover)], ws2[:, int(crossover):]], dim=1)
+            ws = mix_latent(self.mapping, ws, mix_z, c, psi, cutoff, crossover)
         img = self.synthesis(ws, noise_mode)
         return (img, ws) if return_ws else img
 

@@ -34,7 +34,7 @@ from torch import nn
 from hifigan.nn.activation import ACTIVATIONS, bias_act
 from hifigan.nn.equalized import EqualConv2d, EqualLinear
 from hifigan.nn.fir import conv2d_resample, setup_filter, upsample2d
-from hifigan.nn.mapping import MappingNetwork, mix_styles
+from hifigan.nn.mapping import MappingNetwork, mix_latent
 from hifigan.nn.mbstd import MinibatchStd
 from hifigan.nn.modconv import ModulatedConv2d
 from hifigan.nn.noise import NOISE_MODES, ConstantInput, NoiseInjection
@@ -205,12 +205,7 @@ class StyleGAN2Generator(nn.Module):
         if mix_z is not None:
             if crossover is None:
                 crossover = torch.randint(1, self.num_ws, (z.shape[0],), device=z.device)
-            if torch.is_tensor(crossover) and crossover.ndim:
-                ws = mix_styles(ws, self.mapping(mix_z, c, psi, cutoff, update_w_avg=False), crossover.to(z.device))
-            elif int(crossover) < self.num_ws:
-                cross = int(crossover)
-                ws2 = self.mapping(mix_z, c, psi, cutoff, update_w_avg=False)
-                ws = torch.cat([ws[:, :cross], ws2[:, cross:]], dim=1)
+            ws = mix_latent(self.mapping, ws, mix_z, c, psi, cutoff, crossover)
         img = self.synthesis(ws, noise_mode=noise_mode)
         return (img, ws) if return_ws else img
 

@@ -73,3 +73,15 @@ def mix_styles(ws: torch.Tensor, ws2: torch.Tensor, crossover: torch.Tensor) -> 
     """Style mixing: per sample i, layers < crossover[i] from ws, the rest from ws2 (crossover [N])."""
     layer = torch.arange(ws.shape[1], device=ws.device)
     return torch.where((layer[None, :] < crossover[:, None])[:, :, None], ws, ws2)
+
+
+def mix_latent(mapping: MappingNetwork, ws: torch.Tensor, mix_z: torch.Tensor, c, psi: float, cutoff, crossover):
+    """Style mixing of ws with mix_z's styles from `crossover` on: an int (one layer for the whole batch;
+    num_ws = no mixing, and mix_z's mapping is skipped) or [N] int64 (per sample). The mixing latent
+    never updates w_avg."""
+    if torch.is_tensor(crossover) and crossover.ndim:
+        return mix_styles(ws, mapping(mix_z, c, psi, cutoff, update_w_avg=False), crossover.to(ws.device))
+    cross = int(crossover)
+    if cross >= ws.shape[1]:
+        return ws
+    return torch.cat([ws[:, :cross], mapping(mix_z, c, psi, cutoff, update_w_avg=False)[:, cross:]], dim=1)
