@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import math
 import sys
 import time
 from pathlib import Path
@@ -36,13 +37,29 @@ from hifigan.errors import UserError, run_main  # noqa: E402
 
 def score(images: torch.Tensor) -> dict:
     """mnist_fd's figures for images [N, 1, 32, 32] in [-1, 1] (quantised to uint8 like saved images)."""
-    from hifigan.metrics.mnist_classifier import features_and_logits, load_classifier, to_input
-    from hifigan.metrics.mnist_fd import summarize
-    u8 = ((images.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
-    clf = load_classifier(32, 0)
-    feats, logits = features_and_logits(clf.net, to_input(u8), 250)
-    r = summarize(feats, logits, None, clf)
-    return {**r.scalars, "mnist_class_hist": [round(h, 4) for h in r.details["mnist_class_hist"]]}
+    from hifigan.metrics.mnist_fd import MnistFD
+    u8 = ((images.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).numpy()
+    r = MnistFD(MnistFD.Config()).score(u8)
+    return {**r.scalars, "mnist_class_hist": r.details["mnist_class_hist"]}
+
+
+def check_args(a) -> None:
+    """One line for a value the run cannot use."""
+    for name in ("minutes", "gamma", "pl", "mix", "glr", "dlr", "ema"):
+        v = getattr(a, name)
+        if not math.isfinite(v) or v < 0:
+            raise UserError(f"--{name} {v}: must be a finite number >= 0")
+    if a.minutes <= 0:
+        raise UserError(f"--minutes {a.minutes}: must be > 0")
+    if a.ramp is not None and not (math.isfinite(a.ramp) and a.ramp > 0):
+        raise UserError(f"--ramp {a.ramp}: must be a finite number > 0 (or leave it out for no ramp-up)")
+    for name, lo in (("cbase", 1), ("cmax", 1), ("map", 1), ("zdim", 1), ("mbstd", 1), ("batch", 1), ("samples", 2)):
+        if getattr(a, name) < lo:
+            raise UserError(f"--{name} {getattr(a, name)}: must be at least {lo}")
+    if a.batch % min(a.mbstd, a.batch):
+        raise UserError(f"--mbstd {a.mbstd} must divide --batch {a.batch} (the reference requires it)")
+    if a.mix > 1:
+        raise UserError(f"--mix {a.mix}: a probability, at most 1")
 
 
 def main(argv=None) -> int:
@@ -66,6 +83,7 @@ def main(argv=None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--samples", type=int, default=2000)
     a = p.parse_args(argv)
+    check_args(a)
     ref = Path(a.reference)
     if not (ref / "training" / "networks.py").is_file():
         raise UserError(f"--reference {ref}: no training/networks.py there; give a checkout of NVlabs/stylegan2-ada-pytorch")
@@ -124,8 +142,8 @@ def main(argv=None) -> int:
         step += 1
     seconds = time.time() - t0
     with torch.no_grad():
-        imgs = torch.cat([G_ema(torch.randn(n, a.zdim), torch.zeros(n, 0), noise_mode="const")
-                          for n in [250] * (a.samples // 250) + ([a.samples % 250] if a.samples % 250 else [])])
+        imgs = torch.cat([G_ema(z, torch.zeros(len(z), 0), noise_mode="const")
+                          for z in torch.randn(a.samples, a.zdim).split(250)])
     print(json.dumps({"kimg": nimg / 1000, "seconds": round(seconds, 1), "steps": step, **score(imgs)}))
     return 0
 

@@ -103,16 +103,22 @@ class MnistFD:
     @torch.no_grad()
     def __call__(self, G, device=None) -> MetricResult:
         """Sample G (in eval mode; its training mode is restored) and measure; the global RNG is untouched."""
-        from hifigan.data.memory import resize_uint8
         self.check(G)
-        clf = self.classifier()
         device = device or next(G.parameters()).device
-        net = clf.net.to(device)
         seeds = range(self.cfg.samples)
         images = sampling.generate(G, seeds, batch_size=self.cfg.batch)  # uint8 [N, H, W, C]
         if images.shape[-1] != 1:
             raise UserError(f"mnist_fd: G made {images.shape[-1]}-channel images; it needs grayscale digits")
-        u8 = torch.from_numpy(resize_uint8(np.ascontiguousarray(images.transpose(0, 3, 1, 2)), self.cfg.resolution))
-        feats, logits = features_and_logits(net, to_input(u8), self.cfg.batch)
         c = sampling.seed_labels(seeds, G.num_classes) if G.num_classes == 10 else None
+        return self.score(np.ascontiguousarray(images.transpose(0, 3, 1, 2)), c, device)
+
+    @torch.no_grad()
+    def score(self, images: np.ndarray, c: torch.Tensor | None = None, device=None) -> MetricResult:
+        """The figures of uint8 digits [N, 1, H, W] (any generator's, already sampled); c: their
+        requested classes for a 10-class conditional generator, else None."""
+        from hifigan.data.memory import resize_uint8
+        clf = self.classifier()
+        net = clf.net.to(device or "cpu")
+        u8 = torch.from_numpy(resize_uint8(images, self.cfg.resolution))
+        feats, logits = features_and_logits(net, to_input(u8), self.cfg.batch)
         return summarize(feats, logits, c, clf, self.cfg.min_share)
