@@ -28,7 +28,7 @@ class ToyHandle:
         return self.module(*args, **kwargs)
 
     @contextlib.contextmanager
-    def micro_step(self, boundary, joint=()):
+    def micro_step(self, boundary, joint=(), second_order=False):
         self.log.append(("micro_step", self.name, boundary, tuple(h.name for h in joint)))
         yield
 
@@ -101,6 +101,9 @@ class ToyBackend:
 
     def sync_buffers(self, net):
         pass
+
+    def full_weights(self, net, write=False):
+        return contextlib.nullcontext()
 
     def gather_object(self, obj):
         return [obj]

@@ -70,7 +70,7 @@ class ToyStyleG(nn.Module):
         self.register_buffer("w_avg", torch.zeros(4))
         self.last_crossover = None
 
-    def forward(self, z, c=None, mix_z=None, crossover=None, update_w_avg=None, return_ws=False, **kw):
+    def forward(self, z, c=None, mix_z=None, crossover=None, update_w_avg=None, return_ws=False, ws_offset=None, **kw):
         self.last_crossover = crossover
         ws = (z @ self.B)[:, None].repeat(1, self.num_ws, 1)
         if mix_z is not None:
@@ -78,6 +78,8 @@ class ToyStyleG(nn.Module):
             ws2 = (mix_z @ self.B)[:, None].expand_as(ws)
             cross = torch.as_tensor(crossover).expand(z.shape[0])
             ws = torch.where((layer[None] < cross[:, None])[:, :, None], ws, ws2)
+        if ws_offset is not None:  # where the path-length gradient is taken
+            ws = ws + ws_offset
         img = torch.tanh(ws.sum(1) @ self.A).reshape(-1, 2, 2, 2)
         return (img, ws) if return_ws else img
 

@@ -172,7 +172,8 @@ class StyleGAN1Generator(nn.Module):
 
     def forward(self, z: torch.Tensor, c: torch.Tensor | None = None, psi: float = 1.0, cutoff: int | None = None,
                 noise_mode: str = "random", mix_z: torch.Tensor | None = None,
-                crossover: torch.Tensor | None = None, update_w_avg: bool | None = None, return_ws: bool = False):
+                crossover: torch.Tensor | None = None, update_w_avg: bool | None = None, return_ws: bool = False,
+                ws_offset: torch.Tensor | None = None):
         """Style mixing: layers < crossover[i] take sample i's w from z, the rest from mix_z
         (crossover = num_ws: no mixing; an int: the same layer for every sample). Returns img, or (img, ws) with return_ws.
         update_w_avg: None = in training mode (see nn/mapping.py); the mixing latent never updates it."""
@@ -181,6 +182,8 @@ class StyleGAN1Generator(nn.Module):
             if crossover is None:
                 raise ValueError("style mixing needs crossover (an int, or [N] layer index per sample) with mix_z")
             ws = mix_latent(self.mapping, ws, mix_z, c, psi, cutoff, crossover)
+        if ws_offset is not None:  # path length's d(img)/d(ws) is taken at this input [N, num_ws, w_dim] of zeros:
+            ws = ws + ws_offset     # an input survives engines that wrap module outputs (ZeRO-3), ws itself does not
         img = self.synthesis(ws, noise_mode)
         return (img, ws) if return_ws else img
 

@@ -194,7 +194,8 @@ class StyleGAN2Generator(nn.Module):
 
     def forward(self, z: torch.Tensor, c: torch.Tensor | None = None, psi: float = 1.0, cutoff: int | None = None,
                 noise_mode: str = "random", mix_z: torch.Tensor | None = None, crossover=None,
-                update_w_avg: bool | None = None, return_ws: bool = False):
+                update_w_avg: bool | None = None, return_ws: bool = False,
+                ws_offset: torch.Tensor | None = None):
         """Style mixing: with mix_z, layers >= crossover take mix_z's w (crossover: an int for the whole
         batch, as StyleGAN2-ADA decides once per minibatch, or [N] int64 per sample; None draws one
         uniformly from [1, num_ws) per sample; num_ws = no mixing, and then mix_z's mapping is skipped).
@@ -206,6 +207,8 @@ class StyleGAN2Generator(nn.Module):
             if crossover is None:
                 crossover = torch.randint(1, self.num_ws, (z.shape[0],), device=z.device)
             ws = mix_latent(self.mapping, ws, mix_z, c, psi, cutoff, crossover)
+        if ws_offset is not None:  # path length's d(img)/d(ws) is taken at this input [N, num_ws, w_dim] of zeros:
+            ws = ws + ws_offset     # an input survives engines that wrap module outputs (ZeRO-3), ws itself does not
         img = self.synthesis(ws, noise_mode=noise_mode)
         return (img, ws) if return_ws else img
 

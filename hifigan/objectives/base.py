@@ -26,6 +26,7 @@ from hifigan.errors import UserError
 class Randomness(Protocol):
     """Random draws for this rank's share of the global batch (see train/sampler.py)."""
     size: int                                                 # n, the samples in this share
+    device: torch.device                                      # where the draws land
     def randn(self, *dims: int) -> torch.Tensor: ...          # [n, *dims] standard normal
     def randint(self, high: int) -> torch.Tensor: ...         # [n] uniform in [0, high)
     def rand(self, *dims: int) -> torch.Tensor: ...           # [n, *dims] uniform in [0, 1)
@@ -53,11 +54,12 @@ class PhaseSpec:
     requires: tuple = ()        # networks that must exist for this phase (besides those it trains)
     trains: tuple = ()          # networks a schedule may list in this phase's `nets`
     reals: str = ""             # "draw": takes the next real batch; "reuse": the last drawn one again; "": none
+    second_order: bool = False  # its loss differentiates a gradient (R1, path length, gradient penalty)
 
 
-def dmain(requires: tuple = ("G", "D")) -> PhaseSpec:
+def dmain(requires: tuple = ("G", "D"), second_order: bool = False) -> PhaseSpec:
     """The usual D phase: method d_main, trains D, draws reals."""
-    return PhaseSpec("d_main", requires=requires, trains=("D",), reals="draw")
+    return PhaseSpec("d_main", requires=requires, trains=("D",), reals="draw", second_order=second_order)
 
 
 def gmain(requires: tuple = ("G", "D")) -> PhaseSpec:
@@ -120,6 +122,11 @@ class Objective:
     def reals(self, phase: str) -> str:
         """"draw", "reuse" or "" for `phase` (see PhaseSpec)."""
         return self.phases[phase].reals
+
+    def second_order(self, phase: str) -> bool:
+        """Whether `phase`'s loss differentiates a gradient (a backend that frees weights between the forward
+        and the backward, ZeRO-3, keeps that phase's weights whole for the second backward)."""
+        return self.phases[phase].second_order
 
     def __call__(self, phase: str, nets: dict, batch: Batch) -> tuple[dict, dict]:
         return getattr(self, self.phases[phase].method)(nets, batch)

@@ -53,9 +53,9 @@ class StyleGANObjective(Objective):
         r1_every: int = bounded(16, ge=1, le=MAX_COUNT)        # Dreg interval of the default schedule (1 = not lazy, StyleGAN v1)
         pl_every: int = bounded(4, ge=1, le=MAX_COUNT)         # Greg interval of the default schedule
 
-    phases = {"Gmain": PhaseSpec("g_main", ("G", "D"), ("G",)), "Greg": PhaseSpec("g_reg", ("G",), ("G",)),
+    phases = {"Gmain": PhaseSpec("g_main", ("G", "D"), ("G",)), "Greg": PhaseSpec("g_reg", ("G",), ("G",), second_order=True),
               "Dmain": PhaseSpec("d_main", ("G", "D"), ("D",), reals="draw"),
-              "Dreg": PhaseSpec("d_reg", ("D",), ("D",), reals="reuse")}
+              "Dreg": PhaseSpec("d_reg", ("D",), ("D",), reals="reuse", second_order=True)}
 
     supports_augment = True
 
@@ -129,7 +129,9 @@ class StyleGANObjective(Objective):
 
     def path_length(self, G, batch: Batch):
         n = max(batch.rand.size // self.cfg.pl_batch_shrink, 1)
-        (img, ws), _ = self.fake(G, batch, n, return_ws=True)
+        ws = torch.zeros([n, G.num_ws, G.w_dim], device=batch.rand.device,
+                         requires_grad=True)  # d/d(ws) taken here
+        img, _ = self.fake(G, batch, n, ws_offset=ws)
         noise = torch.randn_like(img) / math.sqrt(img.shape[2] * img.shape[3])
         lengths = path_lengths(img, ws, noise)
         if self.pl_mean is None:

@@ -76,7 +76,7 @@ class WGANGPObjective(Objective):
         gp_target: float = bounded(1.0, ge=0)   # the gradient norm the penalty pulls towards (ProGAN: 1)
         drift: float = bounded(0.001, ge=0)     # epsilon of the drift term epsilon * D(x)^2 (ProGAN); 0 = off
 
-    phases = {"Dmain": dmain(), "Gmain": gmain()}
+    phases = {"Dmain": dmain(second_order=True), "Gmain": gmain()}
     default_phases = [PhaseConfig(name="Dmain", nets=["D"]), PhaseConfig(name="Gmain", nets=["G"])]
 
     def d_main(self, nets: dict, batch: Batch):

@@ -68,7 +68,8 @@ class NetHandle(Protocol):
     name: str
     module: nn.Module                                     # the bare network (EMA, checkpoints, metrics)
     def __call__(self, *args, **kwargs): ...              # the wrapped forward (DDP, an engine)
-    def micro_step(self, boundary: bool, joint: Sequence["NetHandle"] = ()) -> ContextManager: ...  # forward + backward inside
+    def micro_step(self, boundary: bool, joint: Sequence["NetHandle"] = (), second_order: bool = False) -> ContextManager: ...
+    # the forward and backward of one accumulation micro-step run inside; second_order: the loss differentiates a gradient
     def backward(self, loss: torch.Tensor, joint: Sequence["NetHandle"] = ()) -> None: ...
     def step(self, joint: Sequence["NetHandle"] = (), loss_finite: bool = True) -> tuple[dict[str, torch.Tensor], bool]: ...
     # -> ({name: grad norm}, applied): unscale, check, clip, step, zero; a phase whose loss (on any rank) or
@@ -78,7 +79,7 @@ class NetHandle(Protocol):
     @property
     def lr(self) -> float: ...
     def reset_optimizer(self) -> None: ...                # forget the moments (ProGAN's stage changes)
-    def state_dict(self) -> dict: ...
+    def state_dict(self) -> dict: ...                     # every rank calls it (ZeRO gathers its partitions)
     def load_state_dict(self, state: dict) -> None: ...
 
 
@@ -92,12 +93,35 @@ class Backend(Protocol):
     def reduce_mean(self, x: torch.Tensor) -> torch.Tensor: ...   # logging: a CPU tensor's mean over ranks
     def any(self, flag: bool) -> bool: ...
     def sync_buffers(self, net: nn.Module) -> None: ...
+    def full_weights(self, net: nn.Module, write: bool = False) -> ContextManager: ...  # whole params inside (ZeRO-3)
     def gather_object(self, obj) -> list: ...
     def barrier(self) -> None: ...
     def close(self) -> None: ...
 
 
-class DDPHandle:
+class OptimizerSettings:
+    """The recipe's optimizer settings on a handle's `opt` (a torch optimizer, or a ZeRO optimizer, which
+    exposes its inner optimizer's param_groups and state), shared by every backend's handle."""
+    opt: torch.optim.Optimizer
+    plan: OptimPlan
+
+    def apply_settings(self) -> None:
+        for group in self.opt.param_groups:
+            group.update(optimizer_settings(self.plan.cfg, self.plan.lazy_ratio))
+
+    def set_lr(self, lr: float) -> None:
+        for group in self.opt.param_groups:
+            group["lr"] = lr * self.plan.lazy_ratio
+
+    @property
+    def lr(self) -> float:
+        return self.opt.param_groups[0]["lr"]
+
+    def reset_optimizer(self) -> None:
+        self.opt.state.clear()
+
+
+class DDPHandle(OptimizerSettings):
     """A network under Accelerate: DDP-wrapped when there are several ranks, a torch optimizer and a
     GradScaler (enabled for fp16) of its own."""
 
@@ -111,7 +135,7 @@ class DDPHandle:
         return self.wrapped(*args, **kwargs)
 
     @contextlib.contextmanager
-    def micro_step(self, boundary: bool, joint: Sequence["DDPHandle"] = ()):
+    def micro_step(self, boundary: bool, joint: Sequence["DDPHandle"] = (), second_order: bool = False):
         """The forward and backward of one accumulation micro-step run inside; before the last one
         (`boundary` False) DDP's gradient all-reduce is skipped for this net and `joint` (DDP decides
         in the forward whether the backward syncs, so the forward must be inside too)."""
@@ -164,21 +188,6 @@ class DDPHandle:
                 for p in self.module.parameters():
                     p.clamp_(-oc.weight_clip, oc.weight_clip)
 
-    def apply_settings(self) -> None:
-        for group in self.opt.param_groups:
-            group.update(optimizer_settings(self.plan.cfg, self.plan.lazy_ratio))
-
-    def set_lr(self, lr: float) -> None:
-        for group in self.opt.param_groups:
-            group["lr"] = lr * self.plan.lazy_ratio
-
-    @property
-    def lr(self) -> float:
-        return self.opt.param_groups[0]["lr"]
-
-    def reset_optimizer(self) -> None:
-        self.opt.state.clear()
-
     def state_dict(self) -> dict:
         return {"optim": self.opt.state_dict(), "scaler": self.scaler.state_dict()}
 
@@ -187,8 +196,69 @@ class DDPHandle:
         self.scaler.load_state_dict(state["scaler"])
 
 
+class TorchCollectives:
+    """The collectives every backend offers the trainer, over torch.distributed's default group (gloo
+    on CPU, NCCL on GPUs); `rank`, `world` and `device` come from the backend."""
+    rank: int
+    world: int
+    device: torch.device
+
+    def sync_buffers(self, net: nn.Module) -> None:
+        """Rank 0's buffers (batch-norm running statistics) to every rank."""
+        if self.world > 1:
+            import torch.distributed as dist
+            for b in net.buffers():
+                dist.broadcast(b.data, src=0)
+
+    def full_weights(self, net: nn.Module, write: bool = False) -> ContextManager:
+        """Inside, `net` holds its whole parameters on every rank (ZeRO-3 gathers them; `write`: changes
+        made inside are kept). Every rank enters it together."""
+        return contextlib.nullcontext()
+
+    def all_mean(self, x: torch.Tensor) -> torch.Tensor:
+        """Mean over ranks, on the device (Batch.cross_rank_mean). Differentiable: when x needs a
+        gradient, the backward all-reduces the incoming gradient (the path-length mean's graph)."""
+        if self.world == 1:
+            return x
+        return all_mean(x, self.world)
+
+    def reduce_mean(self, x: torch.Tensor) -> torch.Tensor:
+        if self.world == 1:
+            return x
+        return _detached_mean(x.to(self.device), self.world).cpu()
+
+    def any(self, flag: bool) -> bool:
+        if self.world == 1:
+            return bool(flag)
+        import torch.distributed as dist
+        t = torch.tensor([1.0 if flag else 0.0], device=self.device)
+        dist.all_reduce(t)
+        return bool(t.item() > 0)
+
+    def gather_object(self, obj) -> list:
+        if self.world == 1:
+            return [obj]
+        import torch.distributed as dist
+        out = [None] * self.world
+        dist.all_gather_object(out, obj)
+        return out
+
+    def barrier(self) -> None:
+        if self.world > 1:
+            import torch.distributed as dist
+            dist.barrier()
+
+    def close(self) -> None:
+        """Leave the process group together: ranks tearing gloo down at interpreter exit while a
+        peer is still connected can abort (SIGABRT) after a finished run."""
+        import torch.distributed as dist
+        if self.world > 1 and dist.is_available() and dist.is_initialized():
+            dist.barrier()
+            dist.destroy_process_group()
+
+
 @BACKENDS.register("accelerate")
-class AccelerateBackend:
+class AccelerateBackend(TorchCollectives):
     """Hugging Face Accelerate: one process, or DDP over `torchrun` / `accelerate launch` (gloo on CPU).
 
     G and D (and Q, C, E) are prepared separately, so a phase syncs only the nets it trains;
@@ -239,50 +309,23 @@ class AccelerateBackend:
             handles[name] = DDPHandle(name, net, self.acc.prepare_model(net), optim[name], self)
         return handles
 
-    def sync_buffers(self, net: nn.Module) -> None:
-        """Rank 0's buffers (batch-norm running statistics) to every rank."""
-        if self.world > 1:
-            import torch.distributed as dist
-            for b in net.buffers():
-                dist.broadcast(b.data, src=0)
 
-    # -- collectives ---------------------------------------------------------------------------
-    def all_mean(self, x: torch.Tensor) -> torch.Tensor:
-        """Mean over ranks, on the device (Batch.cross_rank_mean). Differentiable: when x needs a
-        gradient, the backward all-reduces the incoming gradient (the path-length mean's graph)."""
-        if self.world == 1:
-            return x
-        return all_mean(x, self.world)
-
-    def reduce_mean(self, x: torch.Tensor) -> torch.Tensor:
-        if self.world == 1:
-            return x
-        return self.acc.reduce(x.to(self.device), reduction="mean").cpu()
-
-    def any(self, flag: bool) -> bool:
-        if self.world == 1:
-            return bool(flag)
-        t = torch.tensor([1.0 if flag else 0.0], device=self.device)
-        return bool(self.acc.reduce(t, reduction="sum").item() > 0)
-
-    def gather_object(self, obj) -> list:
-        if self.world == 1:
-            return [obj]
-        from accelerate.utils import gather_object
-        return gather_object([obj])
-
-    def barrier(self) -> None:
-        self.acc.wait_for_everyone()
-
-    def close(self) -> None:
-        """Leave the process group together: ranks tearing gloo down at interpreter exit while a
-        peer is still connected can abort (SIGABRT) after a finished run."""
-        import torch.distributed as dist
-        if self.world > 1 and dist.is_available() and dist.is_initialized():
-            dist.barrier()
-            dist.destroy_process_group()
+def accelerate_deepspeed(cfg) -> None:
+    """`accelerate launch --use_deepspeed` (or an Accelerate config with DeepSpeed) selects the deepspeed
+    backend for a recipe that names accelerate, with the ZeRO stage and offload it sets."""
+    from hifigan.schema import Spec
+    if cfg.backend.name != "accelerate" or os.environ.get("ACCELERATE_USE_DEEPSPEED", "").lower() != "true":
+        return
+    env = {"zero_stage": int(os.environ.get("ACCELERATE_DEEPSPEED_ZERO_STAGE", "2")),
+           "offload": os.environ.get("ACCELERATE_DEEPSPEED_OFFLOAD_OPTIMIZER_DEVICE", "none") == "cpu"}
+    cfg.backend = Spec("deepspeed", BACKENDS.config("deepspeed", env, where="accelerate's DeepSpeed settings"),
+                       key="name")
 
 
 def build_backend(cfg) -> Backend:
     """The backend a run config names (`backend.name`), set up for this process."""
+    accelerate_deepspeed(cfg)
     return BACKENDS.get(cfg.backend.name)(cfg.backend.cfg, cfg.train, cfg.seed)
+
+
+from hifigan.train import deepspeed_backend  # noqa: E402,F401  registers "deepspeed" (DeepSpeed itself loads lazily)

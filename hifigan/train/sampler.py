@@ -52,6 +52,7 @@ class RandomView:
     def __init__(self, parent: SharedRandom, chunk: int):
         self.parent, self.chunk, self.count = parent, chunk, 0
         self.size = parent.chunk_size  # samples in this rank's chunk
+        self.device = parent.device    # where the draws land
 
     def _take(self, kind, dims):
         t = self.parent._draw(self.count, kind, dims)

@@ -9,6 +9,7 @@ random stream fresh from the recipe and its seed, and prints a note saying so.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -53,6 +54,15 @@ def save(trainer) -> None:
     nothing is written, `latest` keeps naming the newest finite checkpoint, and NonFinite stops the run."""
     b = trainer.backend
     trainer.standing_stats()
+    with contextlib.ExitStack() as whole:  # ZeRO-3 networks gathered while their weights are checked and written
+        for net in trainer.nets.values():
+            whole.enter_context(b.full_weights(net))
+        _save(trainer)
+    b.barrier()
+
+
+def _save(trainer) -> None:
+    b = trainer.backend
     files = _files(trainer)
     bad = checkpoint.check_finite({n: f[0] for n, f in files.items()})
     if b.any(bool(bad)):
@@ -60,10 +70,10 @@ def save(trainer) -> None:
     rng = b.gather_object(process.rng_state())
     digests = b.gather_object(checkpoint.digest({n: f[0] for n, f in files.items()}))
     data_state = b.gather_object(trainer.data.state_dict())
+    handles = {n: h.state_dict() for n, h in trainer.handles.items()}  # every rank: ZeRO gathers partitions
     failure = None
     if b.is_main:
         text = config_mod.dump(trainer.cfg)
-        handles = {n: h.state_dict() for n, h in trainer.handles.items()}
         state = {
             "step": trainer.step, "nimg": trainer.nimg, "data_position": trainer.nimg, "world_size": b.world,
             "optim": {n: s["optim"] for n, s in handles.items()},
@@ -82,7 +92,6 @@ def save(trainer) -> None:
     if b.any(failure is not None):  # every rank stops together
         raise failure or UserError(f"rank {b.rank}: the main process could not write checkpoint "
                                    f"step {trainer.step} (see its error)")
-    b.barrier()
 
 
 def check_same_model(trainer, ckpt: Path | None = None) -> dict | None:
@@ -180,7 +189,8 @@ def resume(trainer) -> bool:
     changes = _optim_changes(trainer, state)
     for name, (net, _, arch) in _files(trainer).items():
         try:
-            net.load_state_dict(tensors[name])
+            with trainer.backend.full_weights(net, write=True):  # ZeRO: partitions and master copy follow
+                net.load_state_dict(tensors[name])
         except RuntimeError as e:
             raise UserError(f"{ckpt / name}.safetensors: weights do not fit this run's {arch!r} network "
                             f"({checkpoint.one_line(e, 100)}); use the matching config or a new run_dir") from None

@@ -186,12 +186,13 @@ class Trainer:
             self.nimg += self.batch_size
         self.rand.begin()
         lead, *joint = [self.handles[n] for n in ph.nets]
+        second = self.objective.second_order(ph.name)
         logged, finite = [], torch.ones((), dtype=torch.bool, device=b.device)
         for a in range(self.accum):
             chunk = a * b.world + b.rank
             img, c = self._reals(a, chunk, reals) if reals else (None, None)
             batch = Batch(img=img, c=c, rand=self.rand.view(chunk), cross_rank_mean=b.all_mean)
-            with lead.micro_step(boundary=a == self.accum - 1, joint=joint):
+            with lead.micro_step(boundary=a == self.accum - 1, joint=joint, second_order=second):
                 losses, stats = self.objective(ph.name, views, batch)
                 total = sum(losses.values())
                 lead.backward(total * (ph.every / self.accum), joint=joint)
@@ -221,7 +222,8 @@ class Trainer:
             self.backend.sync_buffers(net)
         t = self.cfg.train
         if finite:
-            ema_update(self.G_ema, self.nets["G"], ema_beta(self.batch_size, t.ema_kimg, self.nimg, t.ema_rampup))
+            with self.backend.full_weights(self.nets["G"]):  # ZeRO-3: G's whole weights, gathered
+                ema_update(self.G_ema, self.nets["G"], ema_beta(self.batch_size, t.ema_kimg, self.nimg, t.ema_rampup))
             self.nonfinite_run = 0
         else:
             self.nonfinite_run += 1
