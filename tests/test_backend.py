@@ -102,8 +102,11 @@ class ToyBackend:
     def sync_buffers(self, net):
         pass
 
-    def full_weights(self, net, write=False):
+    def full_weights(self, net):
         return contextlib.nullcontext()
+
+    def load_weights(self, net, tensors):
+        net.load_state_dict(tensors)
 
     def gather_object(self, obj):
         return [obj]

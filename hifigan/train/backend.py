@@ -93,7 +93,8 @@ class Backend(Protocol):
     def reduce_mean(self, x: torch.Tensor) -> torch.Tensor: ...   # logging: a CPU tensor's mean over ranks
     def any(self, flag: bool) -> bool: ...
     def sync_buffers(self, net: nn.Module) -> None: ...
-    def full_weights(self, net: nn.Module, write: bool = False) -> ContextManager: ...  # whole params inside (ZeRO-3)
+    def full_weights(self, net: nn.Module) -> ContextManager: ...  # whole params inside, to read (ZeRO-3)
+    def load_weights(self, net: nn.Module, tensors: dict) -> None: ...  # whole weights in (ZeRO: partitions)
     def gather_object(self, obj) -> list: ...
     def barrier(self) -> None: ...
     def close(self) -> None: ...
@@ -210,10 +211,14 @@ class TorchCollectives:
             for b in net.buffers():
                 dist.broadcast(b.data, src=0)
 
-    def full_weights(self, net: nn.Module, write: bool = False) -> ContextManager:
-        """Inside, `net` holds its whole parameters on every rank (ZeRO-3 gathers them; `write`: changes
-        made inside are kept). Every rank enters it together."""
+    def full_weights(self, net: nn.Module) -> ContextManager:
+        """Inside, `net` holds its whole parameters on every rank, to read (ZeRO-3 gathers them). Every rank
+        enters it together."""
         return contextlib.nullcontext()
+
+    def load_weights(self, net: nn.Module, tensors: dict) -> None:
+        """Whole weights (the same on every rank) into `net` (ZeRO: into its partitions and master copy)."""
+        net.load_state_dict(tensors)
 
     def all_mean(self, x: torch.Tensor) -> torch.Tensor:
         """Mean over ranks, on the device (Batch.cross_rank_mean). Differentiable: when x needs a

@@ -133,6 +133,30 @@ def held_whole(params: list):
                 p.ds_active_sub_modules.discard(HOLD)
 
 
+def load_partitions(net: nn.Module, tensors: dict) -> None:
+    """ZeRO-3: every parameter's slice of the whole value into this rank's partition (DeepSpeed's layout:
+    the flattened parameter, zero-padded to a multiple of the ranks, cut in equal consecutive parts),
+    buffers as they are. Mismatched names or shapes raise RuntimeError as load_state_dict does."""
+    import torch.distributed as dist
+    params = dict(net.named_parameters())
+    buffers = set(net.state_dict()) - set(params)  # the persistent ones
+    missing = sorted((set(params) | buffers) - set(tensors))
+    unexpected = sorted(set(tensors) - set(params) - buffers)
+    if missing or unexpected:
+        raise RuntimeError(f"missing keys {missing[:3]}, unexpected keys {unexpected[:3]}")
+    for name, p in params.items():
+        if tuple(tensors[name].shape) != tuple(p.ds_shape):
+            raise RuntimeError(f"size mismatch for {name}: {tuple(tensors[name].shape)} vs {tuple(p.ds_shape)}")
+    net.load_state_dict({k: v for k, v in tensors.items() if k in buffers}, strict=False)
+    with torch.no_grad():
+        for name, p in params.items():
+            part = p.ds_tensor
+            start = dist.get_rank(group=p.ds_process_group) * part.ds_numel
+            piece = tensors[name].reshape(-1)[start:start + part.ds_numel].to(part.device, part.dtype)
+            part.data.zero_()
+            part.data.view(-1)[:piece.numel()].copy_(piece)
+
+
 PLAIN = (str, int, float, bool, type(None), torch.dtype)
 
 
@@ -392,16 +416,21 @@ class DeepSpeedBackend(TorchCollectives):
             handles[name] = self.handles[id(net)] = DeepSpeedHandle(name, net, engine, plan, stage, self)
         return handles
 
-    @contextlib.contextmanager
-    def full_weights(self, net: nn.Module, write: bool = False):
-        """ZeRO-3 gathers the whole parameters inside (rank 0's changes kept with `write`); after a write the
-        ZeRO optimizer's fp32 master copy is refreshed from them (stages 1-3)."""
+    def full_weights(self, net: nn.Module) -> typing.ContextManager:
+        """ZeRO-3 gathers the whole parameters inside (to read them; changes are not kept)."""
         h = self.handles.get(id(net))
         if h is None or h.stage < 3:
-            yield
+            return contextlib.nullcontext()
+        import deepspeed
+        return deepspeed.zero.GatheredParameters(list(net.parameters()))
+
+    def load_weights(self, net: nn.Module, tensors: dict) -> None:
+        """Load whole weights (the same on every rank) into `net`; ZeRO-3 writes each rank's partition of them,
+        and the ZeRO optimizer's fp32 master copy follows (stages 1-3)."""
+        h = self.handles.get(id(net))
+        if h is None or h.stage < 3:
+            net.load_state_dict(tensors)
         else:
-            import deepspeed
-            with deepspeed.zero.GatheredParameters(list(net.parameters()), modifier_rank=0 if write else None):
-                yield
-        if write and h is not None:
+            load_partitions(net, tensors)
+        if h is not None:
             h.refresh()

@@ -189,8 +189,7 @@ def resume(trainer) -> bool:
     changes = _optim_changes(trainer, state)
     for name, (net, _, arch) in _files(trainer).items():
         try:
-            with trainer.backend.full_weights(net, write=True):  # ZeRO: partitions and master copy follow
-                net.load_state_dict(tensors[name])
+            trainer.backend.load_weights(net, tensors[name])  # ZeRO: its partitions and master copy
         except RuntimeError as e:
             raise UserError(f"{ckpt / name}.safetensors: weights do not fit this run's {arch!r} network "
                             f"({checkpoint.one_line(e, 100)}); use the matching config or a new run_dir") from None
