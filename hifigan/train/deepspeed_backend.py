@@ -14,6 +14,11 @@ Workarounds, each for an upstream report about GANs (or other multi-model traini
   "ZeRO-3 GAN"). The trainer turns requires_grad off for every network a phase does not train, so an
   engine's gradient hooks fire only in its own phases; the phase's first handle runs the backward and
   every engine of the phase is told the accumulation boundary and stepped.
+- A parameter a phase leaves without a gradient (InfoGAN's Qmain does not use D's real/fake output)
+  gets a zero gradient from DeepSpeed, so Adam still moves it by its momentum; DDP and one process
+  leave it alone (torch's Adam skips a parameter whose .grad is None). Recipes whose phases use every
+  parameter they train (DCGAN, StyleGAN2, InfoGAN with a separate Q) match DDP bit for bit; InfoGAN
+  with Q on D's trunk does not. Not worked around: it would mean restoring partitioned Adam moments.
 - Several engines in one process (Accelerate issue 253 "one Accelerator, two DeepSpeed models",
   Lightning issue 19773): the process group is set up once here and every engine is built with
   dist_init_required=False and a config of its own; no Accelerator object is involved.
@@ -114,6 +119,23 @@ def zero_init_param(init, param) -> None:
     src = 0 if dist.get_world_group() == group else dist.get_global_rank(group, 0)
     dist.broadcast(param.data.view(-1) if param.dim() == 0 else param.data, src, group)
     param.partition()
+
+
+@contextlib.contextmanager
+def inside_engine_backward(engine):
+    """Mark `engine` as running engine.backward while another engine's backward carries a loss into it: its
+    hooks then open its backward (the prologue on its outputs) without closing it on their own (in
+    DeepSpeed 0.19, a plain backward through an engine's outputs runs that engine's epilogue, which fails at
+    stage 0 and leaves ZeRO-1's gradients unset: "NoneType" in its step), so the caller closes it once."""
+    with engine._running_engine_backward_lock:
+        engine._running_engine_backward_count += 1
+        engine._running_engine_backward = True
+    try:
+        yield
+    finally:
+        with engine._running_engine_backward_lock:
+            engine._running_engine_backward_count -= 1
+            engine._running_engine_backward = engine._running_engine_backward_count > 0
 
 
 HOLD = -1  # a sub-module id no module has: ZeRO-3 frees a parameter only when no sub-module still uses it
@@ -223,12 +245,18 @@ class DeepSpeedHandle(OptimizerSettings):
     def backward(self, loss: torch.Tensor, joint: Sequence["DeepSpeedHandle"] = ()) -> None:
         """Backpropagate into this engine and `joint` (their hooks reduce their own gradients). A loss that
         is non-finite here poisons every gradient of the phase, so the engines' overflow check skips it."""
+        if joint and self._fp16():
+            raise UserError(f"train.mixed_precision=fp16: the deepspeed backend gives every engine its own loss scale, so "
+                            f"a phase that trains {', '.join(h.name for h in (self, *joint))} together cannot be scaled "
+                            f"once for all; use train.mixed_precision=bf16 (or backend.name=accelerate)")
         if not bool(torch.isfinite(loss.detach()).all()):
             loss = loss * float("nan")
-        self.engine.backward(loss, scale_wrt_gas=False)
-        for h in joint:
-            if h.stage >= 2:  # this engine's backward flushed only its own gradient buckets
-                h.engine.optimizer.overlapping_partition_gradients_reduce_epilogue()
+        with contextlib.ExitStack() as stack:
+            for h in joint:  # the joint engines take part in the lead's backward as if it were their own
+                stack.enter_context(inside_engine_backward(h.engine))
+            self.engine.backward(loss, scale_wrt_gas=False)
+            for h in joint:
+                h.engine._backward_epilogue()
 
     def step(self, joint: Sequence["DeepSpeedHandle"] = (), loss_finite: bool = True) -> tuple[dict, bool]:
         """Step every engine of the phase; their overflow checks (all-reduced) decide whether a step is
