@@ -28,7 +28,9 @@ Workarounds, each for an upstream report about GANs (or other multi-model traini
 - Mixed precision is torch.autocast over fp32 weights (DeepSpeed's `torch_autocast` mode), not its
   fp16/bf16 mode that casts the modules to half: G_ema averages, the R1 / path-length double
   backward and networks called outside their engine (D inside a G phase) keep fp32 weights, as under
-  the Accelerate backend. fp16 gets the ZeRO optimizer's own GradScaler (one per engine).
+  the Accelerate backend. fp16 gets the ZeRO optimizer's own GradScaler (one per engine). When
+  ZeRO's overflow check (the gradient norm) skips a step first, that GradScaler never sees the
+  overflow and keeps its scale, so every later step overflows again: the backend backs it off itself.
 - DeepSpeed refuses fp16 on a CPU without AMX-FP16 ("Type fp16 is not supported on your device")
   for its half-precision mode; the autocast mode used here runs on any CPU (slowly: use bf16 there).
 - DeepSpeed broadcasts rank 0's weights as each engine starts by viewing every parameter as bytes,
@@ -282,9 +284,15 @@ class DeepSpeedHandle(OptimizerSettings):
         before, scale = e.skipped_steps, self._scale()
         e.step()
         skipped = e.skipped_steps != before or (scale is not None and self._scale() < scale)
+        if skipped and scale is not None and self._scale() >= scale:  # ZeRO's own overflow check skipped the
+            s = self._scaler()                                         # step before its GradScaler saw it
+            s.update(scale * s.get_backoff_factor())
         if not skipped:
             self._weight_clip()
-        return skipped, e.get_global_grad_norm()
+        n = e.get_global_grad_norm()
+        if n is not None and scale is not None:  # ZeRO's norm is of the GradScaler-scaled gradients
+            n = float(n) / scale
+        return skipped, n
 
     def _fp16(self) -> bool:
         return self.backend.mixed_precision == "fp16"
@@ -358,20 +366,21 @@ class DeepSpeedBackend(TorchCollectives):
 
     def __init__(self, cfg: Config, train, seed: int):
         self.cfg = cfg
+        cuda = torch.cuda.is_available()
+        os.environ.setdefault("DS_ACCELERATOR", "cuda" if cuda else "cpu")  # no detection (and its warning)
         try:
             import deepspeed
         except ImportError:
             raise UserError("backend.name=deepspeed needs DeepSpeed: pip install 'hifigan[deepspeed]' (or "
                             "deepspeed>=0.14), or use backend.name=accelerate") from None
-        for name in ("DeepSpeed", "deepspeed"):
-            logging.getLogger(name).setLevel(logging.WARNING)
+        for name in ("DeepSpeed", "deepspeed"):  # its per-step OVERFLOW warnings: the trainer counts skipped steps
+            logging.getLogger(name).setLevel(logging.ERROR)
         if "WORLD_SIZE" not in os.environ:  # a plain `python launch/train.py`: a group of one
             import socket
             with socket.socket() as s:
                 s.bind(("127.0.0.1", 0))
                 port = s.getsockname()[1]
             os.environ.update(RANK="0", LOCAL_RANK="0", WORLD_SIZE="1", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-        cuda = torch.cuda.is_available()
         if not cuda:  # keep gloo's all-reduce: DeepSpeed's CPU shared-memory one is JIT-compiled (a minute on a
             import importlib  # fresh machine) and sums in an order of its own
             importlib.import_module("deepspeed.comm.torch").build_shm_op = lambda: None

@@ -26,6 +26,7 @@ from hifigan.errors import UserError
 from hifigan.kernels import dispatch
 from hifigan.objectives import Batch
 from hifigan.registry import NETWORKS, OBJECTIVES
+from hifigan.train import faults
 from hifigan.train import state as run_state
 from hifigan.train.augment import build_augment
 from hifigan.train.backend import build_backend
@@ -117,6 +118,7 @@ class Trainer:
         self._stop = False
         self.nonfinite_run = self.nonfinite_total = 0  # non-finite steps: in a row now, and in the whole run
         self._last_reals: list = []
+        self.fault = faults.from_env(list(self.nets))  # tests of the non-finite guard only (train/faults.py)
         self.metrics = []
         if cfg.metrics:  # built and checked against G before any training (hifigan/metrics)
             from hifigan.metrics import build_metrics
@@ -186,6 +188,11 @@ class Trainer:
             self.nimg += self.batch_size
         self.rand.begin()
         lead, *joint = [self.handles[n] for n in ph.nets]
+        with faults.injected(self.fault, self.step, b.rank, ph.nets, self.nets):
+            return self._phase_steps(ph, views, reals, lead, joint)
+
+    def _phase_steps(self, ph, views, reals, lead, joint) -> bool:
+        b = self.backend
         second = self.objective.second_order(ph.name)
         logged, finite = [], torch.ones((), dtype=torch.bool, device=b.device)
         for a in range(self.accum):
