@@ -39,7 +39,8 @@ def env1() -> dict:
 
 def run_script(script: str, *args, check=True, timeout=300, **kw) -> subprocess.CompletedProcess:
     cmd = [PY, str(ROOT / "launch" / script), *map(str, args)]
-    r = subprocess.run(cmd, cwd=ROOT, env=env1(), capture_output=True, text=True, timeout=timeout, **kw)
+    env = kw.pop("env", None) or env1()
+    r = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout, **kw)
     if check and r.returncode != 0:
         raise AssertionError(f"{cmd} -> {r.returncode}\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}")
     return r

@@ -54,6 +54,7 @@ import enum
 import logging
 import os
 import typing
+import warnings
 from dataclasses import dataclass, field
 from typing import Sequence
 
@@ -67,6 +68,7 @@ from hifigan.train import process
 from hifigan.train.backend import OptimizerSettings, TorchCollectives
 from hifigan.train.phases import OptimPlan, build_optimizer
 
+TESTED = "0.19"  # the DeepSpeed minor version the workarounds below were written against
 AUTOCAST = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
@@ -371,8 +373,12 @@ class DeepSpeedBackend(TorchCollectives):
         try:
             import deepspeed
         except ImportError:
-            raise UserError("backend.name=deepspeed needs DeepSpeed: pip install 'hifigan[deepspeed]' (or "
-                            "deepspeed>=0.14), or use backend.name=accelerate") from None
+            raise UserError("backend.name=deepspeed needs DeepSpeed: pip install 'hifigan[deepspeed]' (DeepSpeed "
+                            f"{TESTED}), or use backend.name=accelerate") from None
+        warnings.filterwarnings("ignore", message=".*all_gather_into_tensor.* is deprecated")  # DeepSpeed's call
+        if not deepspeed.__version__.startswith(TESTED):
+            warnings.warn(f"the deepspeed backend was tested with DeepSpeed {TESTED}.x and this is {deepspeed.__version__}; "
+                          f"its workarounds reach into DeepSpeed's engine (pip install 'deepspeed=={TESTED}.*')")
         for name in ("DeepSpeed", "deepspeed"):  # its per-step OVERFLOW warnings: the trainer counts skipped steps
             logging.getLogger(name).setLevel(logging.ERROR)
         if "WORLD_SIZE" not in os.environ:  # a plain `python launch/train.py`: a group of one

@@ -69,6 +69,7 @@ def _save(trainer) -> None:
         raise diverged(trainer, f"non-finite weights (e.g. {bad[0] if bad else 'on another rank'})")
     rng = b.gather_object(process.rng_state())
     digests = b.gather_object(checkpoint.digest({n: f[0] for n, f in files.items()}))
+    ema_digests = b.gather_object(checkpoint.digest({"G_ema": trainer.G_ema}))  # every rank's (node's) G_ema
     data_state = b.gather_object(trainer.data.state_dict())
     handles = {n: h.state_dict() for n, h in trainer.handles.items()}  # every rank: ZeRO gathers partitions
     failure = None
@@ -79,6 +80,7 @@ def _save(trainer) -> None:
             "optim": {n: s["optim"] for n, s in handles.items()},
             "scalers": {n: s["scaler"] for n, s in handles.items()},
             "rng": rng, "shared_rng": trainer.rand.state(), "data": data_state, "config": text, "digests": digests,
+            "ema_digests": ema_digests,
             "objective": trainer.objective.state_dict(), "stage_index": trainer.stage_index,
             "nonfinite_steps": trainer.nonfinite_total,
         }
