@@ -121,12 +121,29 @@ def run(op: str, impl: str | None, tensors, fast: dict, reference, *args):
         chosen = resolve(op, requested, tensors, tuple(fast))
         if chosen == "reference":
             return reference(*args)
+        cast = autocast_args(args)
         if requested != "auto":
-            return fast[chosen](*args)
+            return fast[chosen](*cast)
         try:
-            return fast[chosen](*args)
+            return fast[chosen](*cast)
         except KernelUnavailable as err:
             mark_broken(op, chosen, err)
+
+
+def autocast_args(args: tuple) -> tuple:
+    """Under torch.autocast, a fast kernel's floating-point tensors in the autocast dtype, as autocast hands
+    them to the convolutions the kernels replace. A custom autograd Function is not autocast itself: its
+    forward would see bf16 activations beside fp32 weights, and its backward (which autocast never covers)
+    would mix bf16 gradients with the fp32 weights it saved. The casts are differentiable, so the weights'
+    gradients arrive in fp32 as autocast's own casts deliver them."""
+    tensors = [a for a in args if isinstance(a, torch.Tensor)]
+    if not tensors:
+        return args
+    device = tensors[0].device.type
+    if not torch.is_autocast_enabled(device):
+        return args
+    dtype = torch.get_autocast_dtype(device)
+    return tuple(a.to(dtype) if isinstance(a, torch.Tensor) and a.is_floating_point() else a for a in args)
 
 
 def launch(kernel, grid, *args, **meta):

@@ -85,3 +85,27 @@ def test_first_order_conv_matches_torch_on_cuda():
         w = torch.randn(ws, device="cuda", requires_grad=True)
         torch.testing.assert_close(_r1_weight_grad(conv2d_first_order, x, w, geom),
                                    _r1_weight_grad(conv2d_reference, x, w, geom), rtol=1e-3, atol=1e-3)
+
+
+def test_under_autocast_the_fast_path_gets_one_dtype_through_double_backward():
+    """Autocast does not reach inside a custom autograd Function (nor any backward): without the dispatcher's
+    casts, a bf16 activation met an fp32 weight in the first-order convolution's backward ("Input type
+    (CUDABFloat16Type) and weight type (torch.cuda.FloatTensor) should be the same" on a GPU). With them it
+    runs forward, backward and R1's double backward under autocast, like torch's own convolution there."""
+    xs, ws, geom = GEOMS["same3x3"]
+    x = torch.randn(xs, requires_grad=True)
+    w = torch.randn(ws, requires_grad=True)
+
+    def r1_w_grad(fn):
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            y = fn(x, w)
+            (gx,) = torch.autograd.grad(y.float().square().sum(), x, create_graph=True)
+        return torch.autograd.grad(gx.square().sum(), w)[0]
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # the failure the casts prevent
+        y = conv2d_first_order(x, w, geom)
+    with pytest.raises(RuntimeError, match="should be the same|same dtype|expected"):
+        torch.autograd.grad(y.float().sum(), x)
+    fast = r1_w_grad(lambda x, w: conv2d_first_order(*dispatch.autocast_args((x, w, geom))))
+    ref = r1_w_grad(lambda x, w: F.conv2d(x, w, padding=1))
+    assert fast.dtype == w.dtype == torch.float32  # the weight's gradient comes back in its own dtype
+    torch.testing.assert_close(fast, ref, rtol=0.05, atol=0.05 * float(ref.abs().max()))

@@ -53,7 +53,7 @@ class MappingNetwork(nn.Module):
             x = layer(x)
         if self.w_avg is not None and (self.training if update_w_avg is None else update_w_avg):
             with torch.no_grad():
-                self.w_avg.copy_(x.detach().mean(dim=0).lerp(self.w_avg, self.w_avg_beta))
+                self.w_avg.copy_(x.detach().to(self.w_avg.dtype).mean(dim=0).lerp(self.w_avg, self.w_avg_beta))
         if self.num_ws is None:
             return x
         ws = x[:, None].repeat(1, self.num_ws, 1)
