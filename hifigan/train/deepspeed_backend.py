@@ -420,7 +420,10 @@ class DeepSpeedBackend(TorchCollectives):
         if stage in (1, 2):
             zero["allgather_bucket_size"] = bucket
         if stage == 3:
-            zero.update(stage3_prefetch_bucket_size=bucket, stage3_param_persistence_threshold=0)
+            # DeepSpeed's defaults (1e9 live parameters, reuse distance 1e9) keep a whole network gathered through
+            # its forward; a bucket's worth bounds what a rank holds beyond its partition
+            zero.update(stage3_prefetch_bucket_size=bucket, stage3_param_persistence_threshold=0,
+                        stage3_max_live_parameters=bucket, stage3_max_reuse_distance=bucket)
         if offload and stage > 0:
             zero["offload_optimizer"] = {"device": "cpu"}
         ds = {"train_micro_batch_size_per_gpu": 1, "gradient_accumulation_steps": 1,
