@@ -152,17 +152,28 @@ def test_accelerate_launch_use_deepspeed_selects_the_deepspeed_backend(tmp_path)
     assert s["world_size"] == 2 and s["optim"]["G"]["zero_stage"] == 3
 
 
-def test_two_nodes_over_loopback_hold_identical_g_ema_at_every_checkpoint(tmp_path):
-    """Two launcher invocations of one process each (node ranks 0 and 1) joined over 127.0.0.1."""
-    run, port = tmp_path / "run", free_port()
+SRUN = """#!/bin/bash
+# SLURM's srun on one machine: one task per node of the allocation, each with its SLURM_NODEID
+while [[ "$1" == --* ]]; do shift; done
+pids=()
+for ((i = 0; i < SLURM_NNODES; i++)); do SLURM_NODEID=$i "$@" & pids+=($!); done
+rc=0; for p in "${pids[@]}"; do wait "$p" || rc=$?; done; exit $rc
+"""
+
+
+def test_slurm_script_trains_two_nodes_over_loopback_with_identical_g_ema_at_every_checkpoint(tmp_path):
+    """launch/slurm_train.sh as sbatch would run it on a 2-node allocation: srun starts one torchrun per
+    "node" (here both on 127.0.0.1, one process each), and they form one group of two ranks."""
+    bin_dir, run = tmp_path / "bin", tmp_path / "run"
+    bin_dir.mkdir()
+    (bin_dir / "srun").write_text(SRUN)
+    (bin_dir / "scontrol").write_text("#!/bin/bash\necho 127.0.0.1\n")  # show hostnames: the first node
+    for f in bin_dir.iterdir():
+        f.chmod(0o755)
+    env = dict(env1(), PATH=f"{bin_dir}:{os.path.dirname(PY)}:{os.environ['PATH']}", SLURM_NNODES="2", SLURM_JOB_NODELIST="node[0-1]",
+               SLURM_SUBMIT_DIR=str(ROOT), NPROC_PER_NODE="1", MASTER_PORT=str(free_port()))
     a = args("dcgan", run, *ds(2), "checkpoint.every_kimg=0.048", "checkpoint.keep=10")
-    procs = [subprocess.Popen(list(map(str, [PY, "-m", "torch.distributed.run", "--nnodes", "2", "--node_rank", n,
-                                             "--nproc_per_node", "1", "--master_addr", "127.0.0.1", "--master_port",
-                                             port, ROOT / "launch/train.py", *a])),
-                              cwd=ROOT, env=env1(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-             for n in (0, 1)]
-    outs = [p.communicate(timeout=600)[0] for p in procs]
-    assert all(p.returncode == 0 for p in procs), outs[0][-2000:] + outs[1][-2000:]
+    launch(["bash", ROOT / "launch/slurm_train.sh", *a], env=env)
     states = sorted((run / "checkpoints").glob("step-*/state.pt"))
     assert len(states) == 4
     for p in states:
