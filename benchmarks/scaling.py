@@ -42,7 +42,7 @@ from hifigan.errors import UserError, run_main  # noqa: E402
 
 BYTES = 4            # fp32: weights, gradients, master copy and Adam moments (mixed precision is autocast over fp32 weights)
 MiB = 2 ** 20
-DS_BUCKET = 50 * MiB          # backend.bucket_mb: DeepSpeed's reduce / all-gather bucket
+DS_BUCKET = 50 * MiB          # backend.bucket_mb: DeepSpeed's reduce / all-gather bucket, and ZeRO-3's live-parameter limit
 DDP_BUCKET, DDP_FIRST = 25 * MiB, 1 * MiB  # torch DDP's bucket_cap_mb and its first (smaller) bucket
 SCHEMES = {"ddp": ["backend.name=accelerate"],
            "zero1": ["backend.name=deepspeed", "backend.zero_stage=1", "backend.comms_log=true"],
@@ -69,7 +69,7 @@ class Use:
     fwd: int = 0           # forward calls
     bwd: int = 0           # backward traversals of its modules (D in Gmain: input gradients only)
     trained: bool = False  # its gradients are reduced and it steps
-    whole: bool = False    # second-order phase: ZeRO-3 parameters gathered once and held whole
+    whole: bool = False    # second-order phase: ZeRO-3 parameters gathered once and held whole (the double backward)
 
 
 USES = {"Dmain": {"G": Use(fwd=1), "D": Use(fwd=2, bwd=2, trained=True)},  # D on reals and on (detached) fakes
@@ -121,11 +121,34 @@ def zero3_partition(net: Net, n: int) -> int:
     return sum(math.ceil(t / n) for t in net.tensors) if net.tensors else math.ceil(net.params / n)
 
 
-def memory_model(net: Net, n: int, scheme: str) -> dict:
+def zero3_working_set(net: Net, whole: bool) -> int:
+    """Parameter bytes a ZeRO-3 rank has gathered at once, beyond its partitions, while a phase uses the
+    network: the whole network in a second-order phase (held for the double backward), otherwise about
+    one bucket at most (the backend sets stage3_max_live_parameters and stage3_max_reuse_distance to the
+    bucket size; what prefetch brings in ahead of use comes on top)."""
+    W = BYTES * net.params
+    return W if whole else min(W, DS_BUCKET)
+
+
+def second_order(work: Workload, name: str) -> bool:
+    """Whether one of the workload's phases runs a double backward through the network (R1, path length)."""
+    return any(u.whole for p, _, _ in work.phases for x, u in USES.get(p, {}).items() if x == name)
+
+
+def phase_working_set(work: Workload, names, whole: bool) -> int | None:
+    """The most ZeRO-3 parameter bytes gathered at once by the networks in names, over the workload's
+    second-order phases (whole=True) or its first-order ones; None when it has no such phase."""
+    sets = [sum(zero3_working_set(work.nets[x], u.whole) for x, u in USES.get(p, {}).items() if x in names)
+            for p, _, _ in work.phases if any(u.whole for u in USES.get(p, {}).values()) == whole]
+    return max(sets) if sets else None
+
+
+def memory_model(net: Net, n: int, scheme: str, whole: bool = False) -> dict:
     """Bytes a rank holds for one network just before its optimizer step (activations excluded).
     DDP keeps its gradient buckets beside the gradients (gradient_as_bucket_view off); ZeRO-1/2 keep an
     fp32 master partition beside the fp32 weights; ZeRO-3 keeps one beside its weight partition too,
-    and gathers the whole network while a phase runs (DeepSpeed's reuse limits at their defaults)."""
+    and while a phase runs gathers at most about a bucket of parameters, or the whole network in a
+    second-order phase (whole: the network has one) -- "gathered" is the peak over a step's phases."""
     W = BYTES * net.params
     if scheme == "ddp":
         return {"weights": W, "grads": W, "master": 0, "optimizer": 2 * W, "buckets": W, "gathered": 0}
@@ -134,7 +157,8 @@ def memory_model(net: Net, n: int, scheme: str) -> dict:
         return {"weights": W, "grads": zero12_grad_bytes(net, n), "master": part, "optimizer": 2 * part,
                 "buckets": 0, "gathered": 0}
     part = BYTES * zero3_partition(net, n)
-    return {"weights": part, "grads": part, "master": part, "optimizer": 2 * part, "buckets": 0, "gathered": W}
+    return {"weights": part, "grads": part, "master": part, "optimizer": 2 * part, "buckets": 0,
+            "gathered": zero3_working_set(net, whole)}
 
 
 def held(mem: dict) -> int:
@@ -506,7 +530,7 @@ def memory_table(results: list) -> str:
         work, n = measured_workload(res), res["world"]
         for net in work.nets:
             m = max((r["memory"][net] for r in res["ranks"]), key=lambda x: x["weights"] + x["grads"] + x["master"])
-            model = memory_model(work.nets[net], n, res["scheme"])
+            model = memory_model(work.nets[net], n, res["scheme"], second_order(work, net))
             got = sum(m[k] for k in ("weights", "grads", "master", "optimizer", "other", "buckets"))
             rows.append([work.name, res["scheme"], net, f"{work.nets[net].params:,}",
                          *(mib(m[k]) for k in ("weights", "grads", "master", "optimizer", "buckets")),
@@ -555,13 +579,19 @@ def zero3_table(results: list) -> str:
 
 
 def full_tables(work: Workload, sc: Scaling, ns: list) -> tuple:
-    """(memory GiB, GB sent per step (calls)) per scheme and network at each N."""
+    """(memory GiB, GB sent per step (calls)) per scheme and network at each N; ZeRO-3's memory also
+    gives the parameters gathered at once inside a regularization (second-order) phase and inside the
+    main (first-order) phases, "-" where the network takes part in no such phase."""
     mem, comm = [], []
+    gib = lambda b: "-" if b is None else f"+{b / 2 ** 30:.2f}"  # noqa: E731
     for scheme in SCHEMES:
         for net in [*work.nets, "G + D"]:
-            mems = [[memory_model(work.nets[x], n, scheme) for x in (work.nets if net == "G + D" else [net])] for n in ns]
-            mem.append(["", scheme, net, *(f"{sum(held(m) for m in ms) / 2 ** 30:.2f}" + (
-                f" (+{sum(m['gathered'] for m in ms) / 2 ** 30:.2f})" if scheme == "zero3" else "") for ms in mems)])
+            names = list(work.nets) if net == "G + D" else [net]
+            extra = ""
+            if scheme == "zero3":
+                extra = f" ({gib(phase_working_set(work, names, True))} / {gib(phase_working_set(work, names, False))})"
+            mems = [[memory_model(work.nets[x], n, scheme, second_order(work, x)) for x in names] for n in ns]
+            mem.append(["", scheme, net, *(f"{sum(held(m) for m in ms) / 2 ** 30:.2f}{extra}" for ms in mems)])
             if net in work.nets:
                 cs = [(collectives(work, net, n, scheme, sc.accum(n)), n) for n in ns]
                 comm.append(["", scheme, net, *(f"{sent_bytes(c, n) / 1e9:.3f} ({sum(x[2] for x in c):.0f})" for c, n in cs)])
@@ -660,8 +690,8 @@ def report(a, results: list, workloads: list, c: Cluster) -> None:
         if any(r["scheme"] == "zero3" for r in results):
             print("\nZeRO-3 all-gathers by phase:\n")
             print(zero3_table(results))
-    print("\n### Computed: memory per rank (GiB; ZeRO-3: held (+ whole network gathered while a phase runs)), "
-          "activations excluded\n")
+    print("\n### Computed: memory per rank (GiB; ZeRO-3: held (+ gathered at once in a regularization phase / "
+          "+ in the main phases)), activations excluded\n")
     full = [full_tables(work, sc, a.gpus) for work, sc in workloads]
     print("\n\n".join(m for m, _ in full))
     print("\n### Computed: GB sent per rank per step (collective calls a step), the batch as in the step-time "
