@@ -261,6 +261,8 @@ def test_resuming_a_zero_run_with_another_stage_or_world_size_is_refused_in_one_
     assert "ZeRO stage 2" in msg and "backend.zero_stage=2" in msg
     msg = _one_line_error(run_script("train.py", *args("dcgan", run, *ds(2), more), check=False))
     assert "split over 2 ranks" in msg and "resume on 2 processes" in msg
+    msg = _one_line_error(run_script("train.py", *args("dcgan", run, more), check=False))  # the DDP backend
+    assert "backend.name=deepspeed backend.zero_stage=2" in msg
     assert latest_ckpt(run).name == "step-00000010"  # nothing was lost
 
 

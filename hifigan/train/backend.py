@@ -25,6 +25,7 @@ from typing import ContextManager, Protocol, Sequence
 import torch
 from torch import nn
 
+from hifigan.errors import UserError
 from hifigan.registry import BACKENDS
 from hifigan.train import process
 from hifigan.train.phases import OptimPlan, build_optimizer, optimizer_settings
@@ -193,7 +194,13 @@ class DDPHandle(OptimizerSettings):
         return {"optim": self.opt.state_dict(), "scaler": self.scaler.state_dict()}
 
     def load_state_dict(self, state: dict) -> None:
-        self.opt.load_state_dict(state["optim"])
+        optim = state["optim"]
+        if isinstance(optim, dict) and "partitions" in optim:
+            stage = optim.get("zero_stage")
+            raise UserError(f"{self.name}: its optimizer state is split into ZeRO stage {stage} partitions by the "
+                            f"deepspeed backend; resume with backend.name=deepspeed backend.zero_stage={stage}, or "
+                            f"use a new run_dir")
+        self.opt.load_state_dict(optim)
         self.scaler.load_state_dict(state["scaler"])
 
 
