@@ -338,6 +338,3 @@ def build_backend(cfg) -> Backend:
     """The backend a run config names (`backend.name`), set up for this process."""
     accelerate_deepspeed(cfg)
     return BACKENDS.get(cfg.backend.name)(cfg.backend.cfg, cfg.train, cfg.seed)
-
-
-from hifigan.train import deepspeed_backend  # noqa: E402,F401  registers "deepspeed" (DeepSpeed itself loads lazily)
