@@ -86,3 +86,19 @@ def dcgan_cfg():
 @pytest.fixture
 def gan_cfg():
     return str(ROOT / "configs" / "mnist_gan.yaml")
+
+
+def kill_run(run_dir) -> None:
+    """kill -9 the launcher and every worker of a run (torchrun puts workers in their own sessions)."""
+    import signal
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                cmd = (proc / "cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if f"run_dir={run_dir}".encode() in cmd:
+                try:
+                    os.kill(int(proc.name), signal.SIGKILL)
+                except ProcessLookupError:
+                    pass

@@ -15,7 +15,7 @@ import time
 import pytest
 import torch
 
-from conftest import PY, ROOT, env1, free_port, latest_ckpt, read_weights, run_script, torchrun_cmd
+from conftest import PY, ROOT, env1, free_port, kill_run, latest_ckpt, read_weights, run_script, torchrun_cmd
 from test_recipes import shrink
 
 pytest.importorskip("deepspeed")
@@ -114,22 +114,6 @@ def test_zero3_resume_continues_bit_for_bit(runs, tmp_path):
     assert all(d == 0.0 for d in max_diff(full, run).values()), max_diff(full, run)
 
 
-def _kill_run(run_dir) -> None:
-    """kill -9 every process of a run (launcher and workers)."""
-    from pathlib import Path
-    for proc in Path("/proc").iterdir():
-        if proc.name.isdigit():
-            try:
-                cmd = (proc / "cmdline").read_bytes().split(b"\0")
-            except OSError:
-                continue
-            if f"run_dir={run_dir}".encode() in cmd:
-                try:
-                    os.kill(int(proc.name), 9)
-                except ProcessLookupError:
-                    pass
-
-
 def test_deepspeed_launcher_kill_9_rerun_continues_and_generate_reads_the_weights(tmp_path):
     """The README's `deepspeed` line on two CPU processes; killed hard after its first checkpoint, the same
     command continues from it; generate.py reads the exported G_ema."""
@@ -142,7 +126,7 @@ def test_deepspeed_launcher_kill_9_rerun_continues_and_generate_reads_the_weight
     while not (run / "checkpoints" / "latest").exists():
         assert proc.poll() is None and time.time() - t0 < 300, "no checkpoint before the run ended"
         time.sleep(0.05)
-    _kill_run(run)
+    kill_run(run)
     proc.wait()
     first = latest_ckpt(run).name
     cmd[4] = free_port()

@@ -4,7 +4,7 @@ import subprocess
 import pytest
 import torch
 
-from conftest import ROOT, env1, latest_ckpt, read_weights, run_script, tiny_overrides, torchrun_cmd
+from conftest import ROOT, env1, kill_run, latest_ckpt, read_weights, run_script, tiny_overrides, torchrun_cmd
 
 
 def torchrun(nproc, *args, timeout=600):
@@ -62,24 +62,6 @@ def test_two_ranks_hold_identical_weights_at_every_checkpoint(tmp_path):
         assert not torch.equal(s["rng"][0]["torch"], s["rng"][1]["torch"])  # ranks have their own streams
 
 
-def _kill_run(run_dir) -> None:
-    """kill -9 the launcher and every worker of a run (torchrun puts workers in their own sessions)."""
-    import os
-    import signal
-    from pathlib import Path
-    for proc in Path("/proc").iterdir():
-        if proc.name.isdigit():
-            try:
-                cmd = (proc / "cmdline").read_bytes().split(b"\0")
-            except OSError:
-                continue
-            if f"run_dir={run_dir}".encode() in cmd:
-                try:
-                    os.kill(int(proc.name), signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-
-
 def test_kill_9_on_two_ranks_then_rerun_gives_bit_identical_weights(tmp_path):
     import time
     ref, run = tmp_path / "ref", tmp_path / "killed"
@@ -96,7 +78,7 @@ def test_kill_9_on_two_ranks_then_rerun_gives_bit_identical_weights(tmp_path):
         time.sleep(0.05)
     time.sleep(0.3)
     assert proc.poll() is None, "the run finished before the kill"
-    _kill_run(run)
+    kill_run(run)
     proc.wait()
     torchrun(2, *args(run))
     for net in ("G_ema", "G", "D"):

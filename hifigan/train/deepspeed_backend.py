@@ -218,8 +218,7 @@ def restore(saved, live):
     if isinstance(saved, dict) and isinstance(live, dict):
         return {k: restore(v, live.get(k)) for k, v in saved.items()}
     if isinstance(saved, list) and isinstance(live, (list, tuple)) and len(saved) == len(live):
-        return type(live)(restore(s, v) for s, v in zip(saved, live)) if isinstance(live, list) else \
-            [restore(s, v) for s, v in zip(saved, live)]
+        return [restore(s, v) for s, v in zip(saved, live)]
     return saved
 
 
