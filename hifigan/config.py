@@ -140,6 +140,7 @@ class Config:
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     progressive: typing.Optional[ProgressiveConfig] = None  # progressive growing schedule; None = fixed resolution
     metrics: list[str] = field(default_factory=list)  # quality metrics on G_ema (METRICS names, e.g. [mnist_fd])
+    metric_options: dict[str, dict] = field(default_factory=dict)  # per-metric options, e.g. {fid50k_full: {inception: FILE}}
 
 
 def dump(cfg) -> str:
@@ -341,6 +342,13 @@ def _validate_metrics(cfg: Config):
             close = difflib.get_close_matches(name[:100], METRICS.names(), n=1)
             hint = f"did you mean {close[0]!r}? " if close else ""
             raise ConfigError(f"metrics.{i}", f"unknown metric {short(name)} ({hint}known: {', '.join(METRICS.names())})")
+    for name, options in cfg.metric_options.items():
+        if name not in cfg.metrics:
+            raise ConfigError(f"metric_options.{short(name)}", f"options for a metric the recipe does not list "
+                                                               f"(metrics: {cfg.metrics}); add it to metrics or remove them")
+        if not isinstance(options, dict):
+            raise ConfigError(f"metric_options.{name}", "must be a mapping of option: value")
+        METRICS.config(name, options, f"metric_options.{name}")
 
 
 def derive_batch(train: TrainConfig, world: int, batch_size: int | None = None,

@@ -36,10 +36,13 @@ def trace_sqrt_product(s1: np.ndarray, s2: np.ndarray, method: str = "auto") -> 
             if method == "sqrtm":
                 raise
         else:
-            covmean = linalg.sqrtm(s1 @ s2)
-            if not np.isfinite(covmean).all():  # singular product: offset both (the usual FID guard)
-                eps = 1e-6 * np.eye(len(s1))
-                covmean = linalg.sqrtm((s1 + eps) @ (s2 + eps))
+            import warnings
+            with warnings.catch_warnings():  # singular products (fewer samples than features) are handled below
+                warnings.simplefilter("ignore")
+                covmean = linalg.sqrtm(s1 @ s2)
+                if not np.isfinite(covmean).all():  # singular product: offset both (the usual FID guard)
+                    eps = 1e-6 * np.eye(len(s1))
+                    covmean = linalg.sqrtm((s1 + eps) @ (s2 + eps))
             tr = np.trace(covmean)
             if np.isfinite(tr) and abs(np.imag(tr)) <= 1e-6 * max(1.0, abs(np.real(tr))):
                 return float(np.real(tr))

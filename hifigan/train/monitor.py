@@ -115,15 +115,26 @@ class Monitor:
         self.writer.add_image("Samples/G_ema", grid, nimg, dataformats="HWC")
         sampling.save_png(self.run_dir / "samples" / f"fakes{nimg // 1000:06d}.png", grid)
 
-    def metrics(self, metrics: list, G_ema, nimg: int) -> None:
-        """Evaluate `metrics` on G_ema on the main process, as Metrics/<name>. The RNG streams training
-        draws from are forked around it, so a run with metrics trains exactly as one without."""
-        if self.writer is None:
-            return
+    def metrics(self, metrics: list, G_ema, nimg: int, data_cfg=None) -> None:
+        """Evaluate `metrics` on G_ema as Metrics/<name>: the protocol metrics on every rank (each
+        generates its share of the samples; features are gathered), the others on the main process.
+        The RNG streams training draws from are forked around it, so a run with metrics trains
+        exactly as one without."""
         from hifigan.metrics import evaluate
-        device = self.backend.device
+        from hifigan.metrics.features import Dist
+        from hifigan.metrics.protocols import EvalContext
+        shared = [m for m in metrics if getattr(m, "needs_context", False)]
+        local = [m for m in metrics if not getattr(m, "needs_context", False)]
+        if self.writer is None and not shared:
+            return
+        b, device = self.backend, self.backend.device
+        ctx = EvalContext(data_cfg, Dist(b.rank, b.world, b.gather_object))
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-            result = evaluate(metrics, G_ema, device)
+            result = evaluate(shared, G_ema, device, ctx)
+            if self.writer is None:
+                return
+            rest = evaluate(local, G_ema, device)
+        result.scalars.update(rest.scalars)
         for k, v in result.scalars.items():
             self.writer.add_scalar(f"Metrics/{k}", v, nimg)
         self.writer.flush()

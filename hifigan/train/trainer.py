@@ -122,7 +122,7 @@ class Trainer:
         self.metrics = []
         if cfg.metrics:  # built and checked against G before any training (hifigan/metrics)
             from hifigan.metrics import build_metrics
-            self.metrics = build_metrics(cfg.metrics, cfg.log.metric_samples, G)
+            self.metrics = build_metrics(cfg.metrics, cfg.log.metric_samples, G, cfg.metric_options)
 
     def _build_data(self, dry_run: bool):
         from hifigan.data import build_feed
@@ -361,5 +361,5 @@ class Trainer:
 
     def log_metrics(self) -> None:
         self.standing_stats()
-        self.monitor.metrics(self.metrics, self.G_ema, self.nimg)
+        self.monitor.metrics(self.metrics, self.G_ema, self.nimg, self.cfg.data)
 
