@@ -107,7 +107,7 @@ PRESETS: dict[str, dict] = {
                              noise="after", noise_steps=3000, noise_lr=5.0, noise_reg=0.0, renormalize_noise=False,
                              latent_noise=0.0),
     "stylegan2": dict(space="w", steps=1000, lr=0.1, betas=(0.9, 0.999), eps=1e-8, lr_rampup=0.05,
-                      lr_rampdown=0.25, loss="lpips", mse_weight=0.0, perceptual_weight=1.0, noise="joint",
+                      lr_rampdown=0.25, loss="lpips", mse_weight=1.0, perceptual_weight=1.0, noise="joint",
                       noise_reg=1e5, latent_noise=0.05, latent_noise_ramp=0.75),
 }
 
