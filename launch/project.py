@@ -44,8 +44,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     o.add_argument("--loss", choices=LOSSES, default=None, help="pixel MSE, VGG perceptual, LPIPS, or sums")
     o.add_argument("--mse-weight", type=float, default=None)
     o.add_argument("--perceptual-weight", type=float, default=None)
-    o.add_argument("--vgg", metavar="FILE", help="local VGG-16 weights (torchvision layout) for the perceptual loss")
-    o.add_argument("--lpips", metavar="FILE", help="local LPIPS weights: the lpips loss and the lpips figure")
+    o.add_argument("--vgg", metavar="FILE", help="local VGG-16 weights (torchvision's vgg16-397923af.pth): the "
+                                                 "perceptual and LPIPS losses' features")
+    o.add_argument("--lpips", metavar="FILE", help="local LPIPS linear heads (lpips' vgg.pth); with --vgg: the lpips "
+                                                   "figure in metrics.json and a calibrated --loss lpips")
     o.add_argument("--w-avg", choices=W_AVG_SOURCES, default=None, help="start: estimated mean w, or G's stored one")
     o.add_argument("--w-avg-samples", type=int, default=None, help="z samples for the w_avg estimate (10000)")
     o.add_argument("--init-seed", type=int, default=None, help="seed of the w_avg estimate, the latent noise, the z start")

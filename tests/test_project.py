@@ -230,7 +230,7 @@ def mlp_file(tmp_path_factory):
     ("lr_nan", "--lr nan"),
     ("empty_mask", "no known (white) pixels"),
     ("perceptual_without_file", "--vgg is missing"),
-    ("lpips_without_file", "--lpips is missing"),
+    ("lpips_without_file", "--vgg is missing"),
     ("not_a_stylegan", "needs a style-based generator"),
     ("missing_checkpoint", "no such file or folder"),
 ])

@@ -76,13 +76,15 @@ def _check_file(path, flag: str, what: str) -> Path:
     return p
 
 
-def vgg_feature_loss(vgg, layers=VGG_LAYERS) -> Perceptual:
+def vgg_feature_loss(vgg, layers=VGG_LAYERS, normalize=None) -> Perceptual:
     """Image2StyleGAN's perceptual loss with a VGG16 (hifigan.metrics.vgg): sum over `layers` of the mean
-    squared activation difference, per image [N]. Images in [-1, 1], 1 or 3 channels."""
+    squared activation difference, per image [N]. Images in [-1, 1], 1 or 3 channels; `normalize` maps
+    them to the network's input (default: hifigan.metrics.vgg.imagenet_normalize)."""
     layers = tuple(layers)
+    normalize = normalize or _import_vgg().imagenet_normalize
 
     def loss(img: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        both = _vgg_size(to_rgb3(torch.cat([img, target])))
+        both = normalize(_vgg_size(to_rgb3(torch.cat([img, target]))))
         feats = vgg.layer_outputs(both, layers)
         n = img.shape[0]
         return sum(((feats[k][:n] - feats[k][n:]) ** 2).flatten(1).mean(1) for k in layers)
@@ -98,18 +100,23 @@ def lpips_loss(lpips) -> Perceptual:
 
 def load_vgg_loss(vgg_path, device) -> Perceptual:
     """--vgg FILE -> Image2StyleGAN's VGG-16 feature loss, frozen, on `device`."""
-    path = _check_file(vgg_path, "--vgg", "VGG-16 weights (torchvision vgg16 state dict)")
-    net = _import_vgg().load_vgg16(path)
-    return vgg_feature_loss(net.to(device).eval().requires_grad_(False))
+    path = _check_file(vgg_path, "--vgg", "VGG-16 weights (torchvision's vgg16-397923af.pth state dict)")
+    net = _import_vgg().load_vgg16(path, device)
+    if not hasattr(net, "layer_outputs"):
+        raise UserError(f"--vgg {path}: a TorchScript VGG has no per-layer outputs for the perceptual loss; give "
+                        f"torchvision's vgg16 state dict (vgg16-397923af.pth), or use --loss lpips")
+    return vgg_feature_loss(net.eval().requires_grad_(False))
 
 
-def load_lpips(lpips_path, vgg_path, device):
-    """--lpips FILE (+ --vgg FILE) -> the LPIPS module, frozen, on `device`. The LPIPS file holds the
-    linear calibration layers; the VGG file (or the LPIPS file, if it holds both) the features."""
-    lin = _check_file(lpips_path, "--lpips", "LPIPS weights")
-    vgg = _check_file(vgg_path, "--vgg", "VGG-16 weights") if vgg_path is not None else lin
-    net = _import_vgg().load_lpips(vgg, lin)
-    return net.to(device).eval().requires_grad_(False)
+def load_lpips(lpips_path, vgg_path, device, say=print):
+    """--vgg FILE (VGG-16 features) + --lpips FILE (LPIPS's linear heads) -> the LPIPS module, frozen, on
+    `device`. Without --lpips the heads are unit weights (LPIPS's uncalibrated baseline)."""
+    vgg = _check_file(vgg_path, "--vgg", "VGG-16 weights (torchvision's vgg16-397923af.pth), the features LPIPS compares")
+    lin = _check_file(lpips_path, "--lpips", "LPIPS linear heads (vgg.pth)") if lpips_path is not None else None
+    if lin is None:
+        say("LPIPS without --lpips FILE: unit channel weights (the uncalibrated baseline), not calibrated LPIPS")
+    net = _import_vgg().load_lpips(vgg, lin, device)
+    return net.eval().requires_grad_(False)
 
 
 def noise_regularization(maps) -> torch.Tensor:

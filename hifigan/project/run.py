@@ -47,7 +47,7 @@ class RunOptions:
     mask: str | None = None            # --mask: PNG, white = known pixels (the rest is left to G)
     cls: int | None = None             # --class: label of a conditional G
     vgg: str | None = None             # --vgg: local VGG-16 weights (perceptual loss)
-    lpips: str | None = None           # --lpips: local LPIPS weights (loss and the lpips figure)
+    lpips: str | None = None           # --lpips: local LPIPS linear heads (with --vgg: the lpips figure)
     video: str | None = None           # --video: progress video path (relative: inside OUT), .mp4 or .gif
     fps: float = 20.0                  # --fps of the progress video
     tensorboard: bool = False          # --tensorboard: write OUT/tensorboard events
