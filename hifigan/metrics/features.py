@@ -120,12 +120,21 @@ def generated(G, n: int, fn: Callable[[torch.Tensor], torch.Tensor], dist: Dist 
     """fn's features [n, F] of G's images for seeds 0..n-1, each rank making its share (module)."""
     from hifigan import sampling
     device = device or next(G.parameters()).device
-    mine = list(range(dist.rank, n, dist.world))
-    feats = []
-    for i in range(0, len(mine), batch):
-        images = sampling.generate(G, mine[i:i + batch], batch_size=batch)    # uint8 [B, H, W, C]
+    mine, feats = [], []
+    for idx in my_chunks(n, batch, dist):
+        images = sampling.generate(G, idx, batch_size=batch)    # uint8 [B, H, W, C]
         feats.append(batched(fn, to_nchw(images), batch, device))
+        mine += idx
     return gather_rows(dist, mine, feats, n)
+
+
+def my_chunks(n: int, batch: int, dist: Dist) -> list[list[int]]:
+    """This rank's chunks of 0..n-1: chunk k is [k * batch, (k + 1) * batch), rank r takes chunks
+    r, r + w, ... Every batch holds the same samples for any number of ranks, so results are
+    bit-identical to a one-process evaluation (PPL divides float32 differences by eps^2 = 1e-8 and
+    would otherwise show a batch's summation order)."""
+    starts = range(dist.rank * batch, n, dist.world * batch)
+    return [list(range(s, min(s + batch, n))) for s in starts]
 
 
 def gather_rows(dist: Dist, mine: list[int], feats: list[np.ndarray], n: int) -> np.ndarray:
@@ -193,13 +202,14 @@ def real_features(data_cfg, fn: Callable[[torch.Tensor], torch.Tensor], net_dige
     # cache folder recompute together unless all of them hold the entry
     if all(dist.gather(cached is not None)):
         return cached
-    mine, feats, start = [], [], 0
-    for b in batches:
-        idx = [start + i for i in range(len(b)) if (start + i) % dist.world == dist.rank]
-        if idx:
-            sel = torch.tensor(idx) - start
-            feats.append(batched(fn, b[sel], 64, device))
-            mine += idx
+    mine, feats, start, chunk = [], [], 0, 0
+    for b in batches:  # chunks of 64 images dealt to the ranks in turn (as my_chunks)
+        for j in range(0, len(b), 64):
+            part = b[j:j + 64]
+            if chunk % dist.world == dist.rank:
+                feats.append(batched(fn, part, 64, device))
+                mine += range(start + j, start + j + len(part))
+            chunk += 1
         start += len(b)
     if start < 2:
         raise UserError(f"the recipe's data holds {start} readable images; real-data statistics need at least 2")

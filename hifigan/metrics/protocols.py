@@ -24,7 +24,7 @@ import torch
 
 from hifigan.errors import UserError
 from hifigan.metrics.base import MetricResult
-from hifigan.metrics.features import SINGLE, Dist, file_digest, generated, real_features
+from hifigan.metrics.features import SINGLE, Dist, file_digest, generated, my_chunks, real_features
 from hifigan.metrics.frechet import frechet_distance, gaussian_fit
 from hifigan.registry import METRICS
 from hifigan.schema import MAX_BATCH, MAX_COUNT, bounded
@@ -220,13 +220,12 @@ class PPL2WEnd(Protocol):
         dist = (ctx or EvalContext()).dist
         lpips = self.network().to(device)
         z0, z1, c, t = ppl.draws(self.cfg.samples, G.z_dim, G.num_classes, self.cfg.sampling, self.cfg.seed)
-        mine = list(range(dist.rank, self.cfg.samples, dist.world))
+        mine, out = [], []
         was = G.training
         G.eval()
         try:
-            out = []
-            for i in range(0, len(mine), self.cfg.batch):
-                idx = mine[i:i + self.cfg.batch]
+            for idx in my_chunks(self.cfg.samples, self.cfg.batch, dist):
+                mine += idx
                 cc = None if c is None else c[idx].to(device)
                 out.append(ppl.path_lengths(G, lpips, z0[idx].to(device), z1[idx].to(device), cc,
                                             t[idx].to(device), self.cfg.space, self.cfg.epsilon).cpu())
