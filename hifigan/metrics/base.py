@@ -36,7 +36,7 @@ def build_metrics(names, samples: int | None = None, G=None, options: dict | Non
 
 
 def evaluate(metrics, G, device=None, ctx=None) -> MetricResult:
-    """All metrics' results merged into one; `ctx` (protocols.EvalContext: the recipe's data and the
+    """All metrics' results merged into one; `ctx` (features.EvalContext: the recipe's data and the
     ranks) reaches the metrics that need it."""
     scalars, details = {}, {}
     for metric in metrics:
@@ -51,7 +51,7 @@ def metrics_from_checkpoint(path, names=("mnist_fd",), samples: int | None = Non
     """launch/metrics.py: the figures of a checkpoint's generator (G_ema if present, else G); the
     protocol metrics compare with the data of the recipe stored in the checkpoint, with the recipe's
     metric_options under `options`."""
-    from hifigan.metrics.protocols import EvalContext
+    from hifigan.metrics.features import EvalContext
     G = load_generator(path, device)
     run = run_config(resolve(path))
     merged = {k: dict(v) for k, v in (run.metric_options if run else {}).items()}

@@ -12,7 +12,7 @@ image cap) and cached as .npz under $HIFIGAN_CACHE_DIR (else $XDG_CACHE_HOME/hif
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -36,6 +36,13 @@ class Dist:
 
 
 SINGLE = Dist()
+
+
+@dataclass
+class EvalContext:
+    """What a protocol metric needs beyond G: the recipe's data section (real images) and the ranks."""
+    data: object = None
+    dist: Dist = field(default_factory=Dist)
 
 
 def file_digest(path: Path) -> str:

@@ -16,7 +16,7 @@ same figures from a checkpoint. The sample counts are the protocol's unless an o
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Optional
 
 import numpy as np
@@ -24,17 +24,10 @@ import torch
 
 from hifigan.errors import UserError
 from hifigan.metrics.base import MetricResult
-from hifigan.metrics.features import SINGLE, Dist, file_digest, generated, my_chunks, real_features
+from hifigan.metrics.features import EvalContext, file_digest, generated, my_chunks, real_features
 from hifigan.metrics.frechet import frechet_distance, gaussian_fit
 from hifigan.registry import METRICS
 from hifigan.schema import MAX_BATCH, MAX_COUNT, bounded
-
-
-@dataclass
-class EvalContext:
-    """What a protocol metric needs beyond G: the recipe's data section (real images) and the ranks."""
-    data: object = None
-    dist: Dist = field(default_factory=Dist)
 
 
 class Protocol:

@@ -121,8 +121,7 @@ class Monitor:
         The RNG streams training draws from are forked around it, so a run with metrics trains
         exactly as one without."""
         from hifigan.metrics import evaluate
-        from hifigan.metrics.features import Dist
-        from hifigan.metrics.protocols import EvalContext
+        from hifigan.metrics.features import Dist, EvalContext
         shared = [m for m in metrics if getattr(m, "needs_context", False)]
         local = [m for m in metrics if not getattr(m, "needs_context", False)]
         if self.writer is None and not shared:
