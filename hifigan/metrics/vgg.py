@@ -134,7 +134,7 @@ class LPIPS(nn.Module):
     def __init__(self, vgg, lins: list[torch.Tensor] | None):
         super().__init__()
         self.vgg = vgg.requires_grad_(False)
-        self.learned = lins is not None
+        self.learned = lins is not None or isinstance(vgg, ScriptedVGG)  # NVIDIA's vgg16.pt holds the learned heads
         widths = (64, 128, 256, 512, 512)
         for i, w in enumerate(widths):
             self.register_buffer(f"lin{i}", (lins[i] if lins is not None else torch.ones(1, w, 1, 1)).float())

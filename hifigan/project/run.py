@@ -110,7 +110,7 @@ def load_mask(path, res: int, say=print) -> np.ndarray:
 
 def to_tensor(img: np.ndarray, device) -> torch.Tensor:
     """uint8 [H, W, C] -> [1, C, H, W] in [-1, 1]."""
-    return (torch.from_numpy(img).float().permute(2, 0, 1)[None] / 127.5 - 1).to(device)
+    return (torch.from_numpy(np.array(img)).float().permute(2, 0, 1)[None] / 127.5 - 1).to(device)  # a copy: PIL arrays are read-only
 
 
 def list_targets(opts: RunOptions, G: nn.Module, out: Path) -> list[tuple[str, np.ndarray, Path]]:
