@@ -56,6 +56,8 @@ def main(argv=None) -> int:
             return
         if a.checkpoint is None:
             raise UserError("give a run dir or checkpoint, or --real A --fake B")
+        if a.samples is not None and a.samples < 2:
+            raise UserError(f"--samples {a.samples}: need at least 2 generated images")
         from hifigan.metrics import metrics_from_checkpoint
         from hifigan.registry import METRICS
         names = [n.strip() for n in (a.metrics or "mnist_fd").split(",") if n.strip()]

@@ -323,3 +323,27 @@ def test_two_process_run_metrics_equal_launch_metrics_on_the_checkpoint(tmp_path
     for k, v in logged.items():  # each batch holds the same samples on 2 ranks as on 1: equal to float32 storage
         assert np.float32(after[k]) == np.float32(v), (k, after[k], v)
     assert after["fid50k_full_samples"] == 24 and after["fid50k_full_real"] == 40
+
+
+def test_real_features_read_every_shard_sample_once_and_come_from_the_cache_the_second_time(tmp_path, monkeypatch):
+    from hifigan.config import DataConfig
+    from hifigan.data.builtin import load_mnist
+    from hifigan.data.pack import pack
+    from hifigan.metrics.features import real_features
+    monkeypatch.setenv("HIFIGAN_CACHE_DIR", str(tmp_path / "cache"))
+    x, _ = load_mnist(None)
+    digits = x[:40]                                           # uint8 [40, 28, 28]
+    np.savez(tmp_path / "digits.npz", images=digits)
+    pack(str(tmp_path / "digits.npz"), str(tmp_path / "shards"), progress=False, encoding="png", shard_samples=7)
+    cfg = DataConfig(shards=str(tmp_path / "shards"), resolution=28)
+    calls = []
+
+    def fn(u8):  # features: the images themselves
+        calls.append(len(u8))
+        return u8[:, :1].flatten(1).double()
+    feats = real_features(cfg, fn, "test-net", "identity")
+    assert sum(calls) == 40 and feats.shape == (40, 28 * 28)
+    assert sorted(map(bytes, feats.astype(np.uint8))) == sorted(map(bytes, digits.reshape(40, -1)))
+    again = real_features(cfg, fn, "test-net", "identity")
+    assert sum(calls) == 40 and np.array_equal(again, feats)  # cached: fn not called again
+    assert real_features(cfg, fn, "other-net", "identity").shape == (40, 784) and sum(calls) == 80

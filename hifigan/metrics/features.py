@@ -62,7 +62,12 @@ def load_image_set(path) -> np.ndarray:
         files = sorted(f for f in p.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
         if not files:
             raise UserError(f"{p}: holds no images ({', '.join(IMAGE_SUFFIXES)}); give an image folder or an .npz")
-        return np.stack([_read_image(f) for f in files]) if _same_size(files) else _mixed(p)
+        images = [_read_image(f) for f in files]
+        shapes = {im.shape for im in images}
+        if len(shapes) > 1:
+            raise UserError(f"{p}: images of different sizes or channels ({', '.join(sorted(map(str, shapes))[:3])}); "
+                            f"resize them to one size first")
+        return np.stack(images)
     if p.suffix == ".npz" and p.is_file():
         try:
             with np.load(p, allow_pickle=False) as z:
@@ -89,22 +94,6 @@ def _read_image(f: Path) -> np.ndarray:
     except Exception as e:  # noqa: BLE001  (PIL raises many types on corrupt files)
         raise UserError(f"{f}: not a readable image ({type(e).__name__}); remove or replace it") from None
     return arr[:, :, None] if arr.ndim == 2 else arr
-
-
-def _same_size(files) -> bool:
-    from PIL import Image
-    sizes = set()
-    for f in files[:1] + files[-1:]:
-        try:
-            with Image.open(f) as im:
-                sizes.add(im.size)
-        except Exception:  # noqa: BLE001
-            raise UserError(f"{f}: not a readable image; remove or replace it") from None
-    return len(sizes) == 1
-
-
-def _mixed(p: Path):
-    raise UserError(f"{p}: images of different sizes; resize them to one size first")
 
 
 def to_nchw(images: np.ndarray) -> torch.Tensor:
