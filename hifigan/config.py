@@ -57,6 +57,7 @@ class TrainConfig:
     mixed_precision: str = field(default="no", metadata={"choices": ("no", "bf16", "fp16")})  # autocast dtype
     ema_kimg: float = bounded(10.0, ge=0, le=MAX_KIMG)  # G_ema half-life in thousands of images; 0 = G_ema follows G exactly
     ema_rampup: typing.Optional[float] = bounded(None, ge=0)  # cap the half-life at nimg * ema_rampup early on; None = off
+    ema_start_kimg: float = bounded(0.0, ge=0, le=MAX_KIMG)  # G_ema copies G until this many kimg, then averages (BigGAN's ema_start)
     ema_bn_batches: int = bounded(8, ge=0, le=MAX_COUNT)  # batches used to recompute G_ema's batch-norm statistics before use (0 = none)
     deterministic: bool = True          # torch.use_deterministic_algorithms (needed for exact resume on GPU)
     threads: typing.Optional[int] = bounded(None, ge=1, le=4096)  # torch intra-op threads per process; None = torch's default

@@ -35,7 +35,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                         "np.random.RandomState(seed).randn(1, z_dim), for converted StyleGAN2 checkpoints)")
     g = p.add_argument_group("StyleGAN generators")
     g.add_argument("--trunc", type=float, default=1.0, metavar="PSI",
-                   help="truncation: w = w_avg + PSI * (w - w_avg); 1 = off, 0 = the average image (default 1)")
+                   help="truncation: w = w_avg + PSI * (w - w_avg) for StyleGAN (0 = the average image); for BigGAN "
+                        "and SAGAN the threshold t on |z|, entries beyond it redrawn; 1 = off (default 1)")
     g.add_argument("--trunc-cutoff", type=int, default=None, metavar="N",
                    help="truncate only styles 0..N-1 (default: all)")
     g.add_argument("--noise-mode", choices=NOISE_MODES, default="const",

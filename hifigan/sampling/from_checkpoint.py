@@ -48,7 +48,7 @@ class GenerateOptions:
     cls: int | None = None              # --class: one label for every seed (default seed % num_classes)
     batch_size: int = 64                # --batch: images per forward pass
     device: str | None = None           # --device: cpu or cuda (default cuda if available)
-    psi: float = 1.0                    # --trunc: truncation psi, 1 = off (style-based G only)
+    psi: float = 1.0                    # --trunc: truncation psi (style-based G) or |z| threshold (BigGAN, SAGAN); 1 = off
     cutoff: int | None = None           # --trunc-cutoff: truncate styles 0..cutoff-1 (default all)
     noise_mode: str = "const"           # --noise-mode: const, random or none (style-based G only)
     seed_rng: str = "torch"             # --seed-rng: torch (ours) or numpy (NVIDIA generate.py's z per seed)

@@ -15,7 +15,7 @@ from torch import nn
 from hifigan.errors import UserError
 from hifigan.sampling.grid import to_uint8
 from hifigan.sampling.hooks import check_style_options
-from hifigan.sampling.seeds import seed_labels, seed_latents
+from hifigan.sampling.seeds import resample_outside, seed_labels, seed_latents
 
 
 def has_batch_norm(net: nn.Module) -> bool:
@@ -75,6 +75,10 @@ def generate_z(G: nn.Module, z: torch.Tensor, c: torch.Tensor | None = None, bat
                psi: float = 1.0, cutoff: int | None = None, noise_mode: str = "const") -> np.ndarray:
     """Images for latents z [N, z_dim] (+ labels c [N]) as uint8 [N, H, W, C]."""
     hooks = check_style_options(G, psi, cutoff, noise_mode)
+    if hooks.z_truncation and psi != 1:  # z from elsewhere (walks): out-of-range entries redrawn, row i from seed i
+        z = torch.stack([resample_outside(row, psi, lambda k, g=torch.Generator().manual_seed(i): torch.randn(k, generator=g))
+                         for i, row in enumerate(z.cpu())])
+        psi = 1.0
     if hooks.style_based:
         def fn(z, c):  # [n, C, H, W] in [-1, 1]
             return hooks.synthesis(G, hooks.mapping(G, z, c, psi, cutoff), noise_mode)
@@ -92,6 +96,8 @@ def generate(G: nn.Module, seeds, cls: int | None = None, batch_size: int = 64, 
     noise_mode: "const" or "none" keep a seed's image independent of its batch; "random" does not.
     seed_rng: "torch" (ours) or "numpy" (NVIDIA's generate.py), see hifigan.sampling.seeds.
     """
-    z = seed_latents(seeds, G.z_dim, seed_rng)
+    hooks = check_style_options(G, psi, cutoff, noise_mode)
+    z_trunc = hooks.z_truncation and psi != 1
+    z = seed_latents(seeds, G.z_dim, seed_rng, threshold=psi if z_trunc else None)
     c = seed_labels(seeds, G.num_classes, cls)
-    return generate_z(G, z, c, batch_size, psi, cutoff, noise_mode)
+    return generate_z(G, z, c, batch_size, 1.0 if z_trunc else psi, cutoff, noise_mode)

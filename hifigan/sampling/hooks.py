@@ -10,6 +10,8 @@ one is sampled as img = G(z, c) and nothing else.
   psi * (ws - w_avg) on the styles [0, cutoff)), noise modes, style mixing and walks in w.
 - InfoGAN-capable generators (Chen et al. 2016, arXiv:1606.03657) read categorical and continuous
   codes from the end of z; their hooks add latent-code traversals.
+- BigGAN-style generators (Brock et al. 2019, arXiv:1809.11096, section 3.1) take the truncation
+  trick in z: `--trunc t` redraws every entry of z with |z| > t until none is left (seeds.py).
 
 A new family registers its hooks once: `register_hooks("mygan", SamplingHooks(...))`.
 """
@@ -33,6 +35,7 @@ class SamplingHooks:
     num_ws: Callable | None = None       # G -> its number of styles (the range of cutoff and mixed styles)
     codes: Callable | None = None        # G -> (categories, continuous codes) of its InfoGAN codes
     with_codes: Callable | None = None   # (G, z, c, category [N] | None, values [N, k] | None) -> img
+    z_truncation: bool = False           # --trunc t means z resampled until every |z| <= t (BigGAN)
 
     def __post_init__(self):
         style = [self.mapping, self.synthesis, self.num_ws]
@@ -59,8 +62,13 @@ INFOGAN_CODES = SamplingHooks(
     with_codes=lambda G, z, c, category, values: G(z, c, codes=(category, values)),
 )
 
+Z_TRUNCATION = SamplingHooks(z_truncation=True)
+
 # generator registry name -> hooks; the architectures of hifigan.models that have any
 HOOKS: dict[str, SamplingHooks] = {
+    "biggan": Z_TRUNCATION,
+    "biggan_deep": Z_TRUNCATION,
+    "sagan": Z_TRUNCATION,
     "stylegan1": STYLE_BASED,
     "stylegan2": STYLE_BASED,
     "dcgan": INFOGAN_CODES,
@@ -100,8 +108,12 @@ def check_style_options(G: nn.Module, psi: float = 1.0, cutoff: int | None = Non
     if noise_mode not in NOISE_MODES:
         raise UserError(f"--noise-mode {noise_mode!r}: use one of {', '.join(NOISE_MODES)}")
     hooks = hooks_for(G)
+    if hooks.z_truncation and psi != 1 and not (0 < psi < float("inf")):
+        raise UserError(f"--trunc {psi:g}: for this generator the threshold on |z|; give a positive number "
+                        f"(the BigGAN paper uses 0.04 .. 2)")
     if not hooks.style_based:
-        given = [f for f, on in [(f"--trunc {psi:g}", psi != 1), (f"--trunc-cutoff {cutoff}", cutoff is not None),
+        given = [f for f, on in [(f"--trunc {psi:g}", psi != 1 and not hooks.z_truncation),
+                                 (f"--trunc-cutoff {cutoff}", cutoff is not None),
                                  (f"--noise-mode {noise_mode}", noise_mode != "const")] if on]
         if given:
             require_style(G, given[0])

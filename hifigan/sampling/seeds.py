@@ -56,13 +56,38 @@ def check_seed_rng(seeds, rng: str) -> None:
             raise UserError(f"--seed-rng numpy: seed {big} is out of numpy's range 0..{MAX_NUMPY_SEED}; give smaller seeds")
 
 
-def seed_latents(seeds, z_dim: int, rng: str = "torch") -> torch.Tensor:
+def seed_latents(seeds, z_dim: int, rng: str = "torch", threshold: float | None = None) -> torch.Tensor:
     """z [len(seeds), z_dim]: row i is drawn alone from a generator seeded with seeds[i] (torch.Generator,
-    or with rng="numpy" np.random.RandomState as NVIDIA's generate.py draws it)."""
+    or with rng="numpy" np.random.RandomState as NVIDIA's generate.py draws it). With `threshold`
+    (BigGAN's truncation trick), the entries with |z| > threshold are redrawn from the same generator
+    until none is left: entries already inside keep their values, and a seed's z stays its own."""
     check_seed_rng(seeds, rng)
-    if rng == "numpy":
-        return torch.stack([torch.from_numpy(np.random.RandomState(int(s)).randn(1, z_dim)[0]).float() for s in seeds])
-    return torch.stack([torch.randn(z_dim, generator=torch.Generator().manual_seed(int(s))) for s in seeds])
+    rows = []
+    for s in seeds:
+        if rng == "numpy":
+            r = np.random.RandomState(int(s))
+            draw = lambda k, r=r: torch.from_numpy(r.randn(1, k)[0]).float()  # noqa: E731
+        else:
+            g = torch.Generator().manual_seed(int(s))
+            draw = lambda k, g=g: torch.randn(k, generator=g)  # noqa: E731
+        z = draw(z_dim)
+        if threshold is not None:
+            z = resample_outside(z, threshold, draw)
+        rows.append(z)
+    return torch.stack(rows)
+
+
+def resample_outside(z: torch.Tensor, threshold: float, draw) -> torch.Tensor:
+    """z with every entry |z| > threshold replaced by fresh draws (draw(k) -> [k]) until none is left."""
+    if not threshold > 0:
+        raise UserError(f"--trunc {threshold}: the threshold on |z| must be positive")
+    z = z.clone()
+    for _ in range(100_000):  # P(|z| > t) < 1 for t > 0: a handful of rounds; the cap guards t ~ 0
+        out = z.abs() > threshold
+        if not out.any():
+            return z
+        z[out] = draw(int(out.sum())).to(z.dtype)
+    raise UserError(f"--trunc {threshold}: too small to draw z inside it; use a threshold of at least 0.01")
 
 
 def seed_labels(seeds, num_classes: int, cls: int | None = None) -> torch.Tensor | None:

@@ -58,6 +58,26 @@ def all_mean(x: torch.Tensor, world: int) -> torch.Tensor:
     return _detached_mean(x, world)
 
 
+class _AllSum(torch.autograd.Function):
+    """Sum over ranks whose backward sums the incoming gradients over ranks: the gradient of the
+    sum of every rank's loss, which DDP's gradient averaging then turns into the one-process
+    gradient of the mean loss (cross-replica batch norm's statistics)."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
+        import torch.distributed as dist
+        y = x.detach().clone().contiguous()
+        dist.all_reduce(y)
+        return y
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        import torch.distributed as dist
+        g = grad.detach().clone().contiguous()
+        dist.all_reduce(g)
+        return g
+
+
 def _detached_mean(x: torch.Tensor, world: int) -> torch.Tensor:
     import torch.distributed as dist
     y = x.detach().clone()
@@ -211,6 +231,11 @@ class TorchCollectives:
     world: int
     device: torch.device
 
+    def register_cross_replica(self) -> None:
+        """Cross-replica batch norms (hifigan/nn/norms.py) of this run sum their statistics over ranks."""
+        from hifigan.nn.norms import set_cross_replica_sum
+        set_cross_replica_sum(_AllSum.apply if self.world > 1 else None)
+
     def sync_buffers(self, net: nn.Module) -> None:
         """Rank 0's buffers (batch-norm running statistics) to every rank."""
         if self.world > 1:
@@ -308,6 +333,7 @@ class AccelerateBackend(TorchCollectives):
     def prepare(self, nets: dict[str, nn.Module], optim: dict[str, OptimPlan]) -> dict[str, DDPHandle]:
         """One DDP per net, so a phase syncs only the nets it trains. Nets that grow or that some phase
         uses only in part (a head, the features) leave parameters unused, which DDP must be told."""
+        self.register_cross_replica()
         handles = {}
         for name, net in nets.items():
             net.to(self.device)

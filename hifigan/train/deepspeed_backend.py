@@ -440,6 +440,7 @@ class DeepSpeedBackend(TorchCollectives):
         from deepspeed.runtime.zero.partition_parameters import Init
         DeepSpeedEngine._broadcast_model = broadcast_model
         Init._zero_init_param = zero_init_param
+        self.register_cross_replica()
         unknown = sorted(set(self.cfg.nets) - set(optim))
         if unknown:
             raise UserError(f"backend.nets.{unknown[0]}: not a network this recipe trains ({', '.join(optim)})")

@@ -3,7 +3,9 @@
 After `ema_kimg` thousand images an old weight's influence has halved: with global batch B the
 per-step decay is beta = 0.5 ** (B / (1000 * ema_kimg)) (Karras et al. 2018, ProGAN; the
 StyleGAN2-ADA convention). The optional ramp-up caps the half-life at nimg * rampup so early
-averages do not drag in the random initialisation. Buffers (batch-norm statistics) are copied.
+averages do not drag in the random initialisation; BigGAN's start (Brock et al. 2019, arXiv:1809.11096,
+appendix: ema_start) instead copies G until `start_kimg` thousand images, then averages. Buffers
+(batch-norm statistics) are copied.
 """
 from __future__ import annotations
 
@@ -11,7 +13,11 @@ import torch
 from torch import nn
 
 
-def ema_beta(batch_size: int, ema_kimg: float, nimg: int = 0, rampup: float | None = None) -> float:
+def ema_beta(batch_size: int, ema_kimg: float, nimg: int = 0, rampup: float | None = None,
+             start_kimg: float = 0.0) -> float:
+    """The decay of the update after `nimg` images (0: G_ema becomes a copy of G)."""
+    if nimg < start_kimg * 1000:
+        return 0.0
     ema_nimg = ema_kimg * 1000
     if rampup is not None:
         ema_nimg = min(ema_nimg, nimg * rampup)

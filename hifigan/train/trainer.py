@@ -230,7 +230,8 @@ class Trainer:
         t = self.cfg.train
         if finite:
             with self.backend.full_weights(self.nets["G"]):  # ZeRO-3: G's whole weights, gathered
-                ema_update(self.G_ema, self.nets["G"], ema_beta(self.batch_size, t.ema_kimg, self.nimg, t.ema_rampup))
+                ema_update(self.G_ema, self.nets["G"], ema_beta(self.batch_size, t.ema_kimg, self.nimg, t.ema_rampup,
+                                                                    t.ema_start_kimg))
             self.nonfinite_run = 0
         else:
             self.nonfinite_run += 1
