@@ -10,8 +10,8 @@ import torch
 from hifigan.config import load_config
 from hifigan.kernels import dispatch
 from hifigan.train.trainer import Trainer
-from tests.conftest import ROOT
-from tests.test_recipes import shrink
+from conftest import ROOT
+from test_recipes import shrink
 
 pytest.importorskip("triton")
 
@@ -45,7 +45,7 @@ def test_triton_training_steps_follow_the_reference(tmp_path):
 
 
 def test_kernels_that_cannot_run_here_stop_the_trainer_with_one_line(tmp_path):
-    from tests.conftest import run_script
+    from conftest import run_script
     r = run_script("train.py", ROOT / "configs" / "stylegan2_mnist.yaml",
                    *shrink("stylegan2_mnist.yaml", tmp_path / "run"), "train.kernels=cuda", check=False)
     assert r.returncode == 2 and "train.kernels" in r.stderr and "Traceback" not in r.stderr, r.stderr

@@ -18,7 +18,7 @@ from skimage.transform import resize
 from hifigan.data.builtin import load_lfw, load_mnist
 from hifigan.data.pack import pack
 from hifigan.errors import UserError
-from tests.conftest import run_script
+from conftest import run_script
 
 CLASSES = ["cats", "coffee", "space"]  # sorted sub-folder names; class i is tinted towards channel i
 PHOTOS = {"cats": skdata.chelsea, "coffee": skdata.coffee, "space": skdata.astronaut}
