@@ -10,6 +10,9 @@ constant by 1. sigma is estimated by power iteration on vectors kept between cal
 One iteration per training forward is enough because W changes little between steps (the paper's
 Algorithm 1). u and v are buffers: a checkpoint restores them, and an eval forward reuses them
 unchanged. Gradients flow through sigma with u and v held constant (as in the paper).
+
+An nn.Embedding is normalized as the matrix [num_embeddings, dim] (the projection discriminator's
+class embedding, Miyato & Koyama 2018, arXiv:1802.05637, as BigGAN spectrally normalizes it).
 """
 from __future__ import annotations
 
@@ -19,13 +22,15 @@ from torch import nn
 
 
 class SpectralNorm(nn.Module):
-    """Wraps an nn.Linear or nn.Conv2d; its parameters stay on `self.module` (weight, bias)."""
+    """Wraps an nn.Linear, nn.Conv2d or nn.Embedding; its parameters stay on `self.module` (weight, bias)."""
 
     def __init__(self, module: nn.Module, n_power_iterations: int = 1, init_iterations: int = 15,
                  eps: float = 1e-12):
         super().__init__()
-        if type(module) not in (nn.Linear, nn.Conv2d):
-            raise TypeError(f"spectral norm wraps nn.Linear or nn.Conv2d, got {type(module).__name__}")
+        if type(module) not in (nn.Linear, nn.Conv2d, nn.Embedding):
+            raise TypeError(f"spectral norm wraps nn.Linear or nn.Conv2d (or nn.Embedding), got {type(module).__name__}")
+        if isinstance(module, nn.Embedding) and (module.max_norm is not None or module.sparse):
+            raise TypeError("spectral norm wraps nn.Embedding without max_norm and sparse gradients only")
         if isinstance(module, nn.Conv2d) and module.padding_mode != "zeros":
             raise TypeError(f"spectral norm supports zero-padded convs only, got padding_mode={module.padding_mode!r}")
         if n_power_iterations < 1:
@@ -36,8 +41,15 @@ class SpectralNorm(nn.Module):
         self.register_buffer("v", F.normalize(torch.randn(w.shape[1], dtype=w.dtype, device=w.device), dim=0, eps=eps))
         self._power_iteration(w, init_iterations)  # start from a converged estimate, not a random one
 
+    def reestimate_(self, n: int = 15) -> None:
+        """Run `n` power iterations now: after the weight was re-initialized in place (BigGAN's
+        orthogonal init), the kept u, v no longer approximate its singular vectors."""
+        self._power_iteration(self.module.weight.detach().flatten(1), n)
+
     @torch.no_grad()
     def _power_iteration(self, w_mat: torch.Tensor, n: int) -> None:
+        if w_mat.is_meta:  # a network built on the meta device (sizes only): there is nothing to estimate
+            return
         for _ in range(n):
             self.v.copy_(F.normalize(torch.mv(w_mat.t(), self.u), dim=0, eps=self.eps))
             self.u.copy_(F.normalize(torch.mv(w_mat, self.v), dim=0, eps=self.eps))
@@ -60,6 +72,8 @@ class SpectralNorm(nn.Module):
         m, w = self.module, self.weight()
         if isinstance(m, nn.Linear):
             return F.linear(x, w, m.bias)
+        if isinstance(m, nn.Embedding):
+            return F.embedding(x, w, m.padding_idx)
         return F.conv2d(x, w, m.bias, m.stride, m.padding, m.dilation, m.groups)
 
     def extra_repr(self) -> str:
