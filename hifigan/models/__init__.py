@@ -1,7 +1,7 @@
 """Model families, one a file. Importing this package registers every architecture."""
 from hifigan.models import classic, dcgan, progan, stylegan, stylegan2  # noqa: F401
 from hifigan.models import energy, vae  # noqa: F401
-from hifigan.models import biggan  # noqa: F401
+from hifigan.models import biggan, biggan_deep, sagan  # noqa: F401
 
 
 def count_params(net) -> int:

@@ -213,41 +213,41 @@ class DBlock(nn.Module):
 # ----------------------------------------------------------------------------------------------
 # Configs shared by the families: fields every BigGAN-like G / D has
 
-def _resolution():
+def resolution_choice():
     return field(default=128, metadata={"choices": RESOLUTIONS})
 
 
-def _attention():
+def attention_field():
     return bounded(default_factory=lambda: [64], ge=8, le=MAX_RESOLUTION)
 
 
-def _init(default: str):
+def init_field(default: str):
     return field(default=default, metadata={"choices": INIT_SCHEMES})
 
 
 @dataclass(kw_only=True)
 class GeneratorFields:
-    resolution: int = _resolution()                        # output H = W: 32 (CIFAR table), 64, 128 or 256
-    ch: int = bounded(96, ge=1, le=MAX_WIDTH)              # channel multiplier (block widths are multiples of it)
-    dim_z: int = bounded(120, ge=1, le=MAX_WIDTH)          # latent size
-    num_classes: int = bounded(1000, ge=0, le=MAX_CLASSES) # > 0: class-conditional (conditional BN); 0: unconditional
-    channels: int = bounded(3, ge=1, le=MAX_CHANNELS)      # output image channels
-    attention: list[int] = _attention()                    # self-attention after the block that outputs each of these resolutions
-    sn_eps: float = bounded(1e-6, gt=0)                    # spectral norm's normalization epsilon
-    bn_eps: float = bounded(1e-5, gt=0)                    # batch-norm epsilon
-    cross_replica: bool = True                             # batch-norm statistics over the global batch (the backend's sum)
-    init: str = _init("ortho")                             # weight init: ortho (BigGAN), xavier (SAGAN), normal (N(0, 0.02))
+    resolution: int = resolution_choice()                   # output H = W: 32 (CIFAR table), 64, 128 or 256
+    ch: int = bounded(96, ge=1, le=MAX_WIDTH)               # channel multiplier (block widths are multiples of it)
+    dim_z: int = bounded(120, ge=1, le=MAX_WIDTH)           # latent size
+    num_classes: int = bounded(1000, ge=0, le=MAX_CLASSES)  # > 0: class-conditional (conditional BN); 0: unconditional
+    channels: int = bounded(3, ge=1, le=MAX_CHANNELS)       # output image channels
+    attention: list[int] = attention_field()                # self-attention after the block that outputs each of these resolutions
+    sn_eps: float = bounded(1e-6, gt=0)                     # spectral norm's normalization epsilon
+    bn_eps: float = bounded(1e-5, gt=0)                     # batch-norm epsilon
+    cross_replica: bool = True                              # batch-norm statistics over the global batch (the backend's sum)
+    init: str = init_field("ortho")                         # weight init: ortho (BigGAN), xavier (SAGAN), normal (N(0, 0.02))
 
 
 @dataclass(kw_only=True)
 class DiscriminatorFields:
-    resolution: int = _resolution()                        # input H = W: 32 (CIFAR table), 64, 128 or 256
-    ch: int = bounded(96, ge=1, le=MAX_WIDTH)              # channel multiplier
-    num_classes: int = bounded(1000, ge=0, le=MAX_CLASSES) # > 0: projection onto the class embedding; 0: unconditional
-    channels: int = bounded(3, ge=1, le=MAX_CHANNELS)      # input image channels
-    attention: list[int] = _attention()                    # self-attention after the first block that outputs each of these resolutions
-    sn_eps: float = bounded(1e-6, gt=0)                    # spectral norm's normalization epsilon
-    init: str = _init("ortho")                             # weight init: ortho (BigGAN), xavier (SAGAN), normal (N(0, 0.02))
+    resolution: int = resolution_choice()                   # input H = W: 32 (CIFAR table), 64, 128 or 256
+    ch: int = bounded(96, ge=1, le=MAX_WIDTH)               # channel multiplier
+    num_classes: int = bounded(1000, ge=0, le=MAX_CLASSES)  # > 0: projection onto the class embedding; 0: unconditional
+    channels: int = bounded(3, ge=1, le=MAX_CHANNELS)       # input image channels
+    attention: list[int] = attention_field()                # self-attention after the first block that outputs each of these resolutions
+    sn_eps: float = bounded(1e-6, gt=0)                     # spectral norm's normalization epsilon
+    init: str = init_field("ortho")                         # weight init: ortho (BigGAN), xavier (SAGAN), normal (N(0, 0.02))
 
 
 # ----------------------------------------------------------------------------------------------
