@@ -37,8 +37,11 @@ class SpectralNorm(nn.Module):
             raise ValueError(f"n_power_iterations must be >= 1, got {n_power_iterations}")
         self.module, self.n_power_iterations, self.eps = module, n_power_iterations, eps
         w = module.weight.detach().flatten(1)  # [out, in * kh * kw]
-        self.register_buffer("u", F.normalize(torch.randn(w.shape[0], dtype=w.dtype, device=w.device), dim=0, eps=eps))
-        self.register_buffer("v", F.normalize(torch.randn(w.shape[1], dtype=w.dtype, device=w.device), dim=0, eps=eps))
+        u, v = (torch.randn(n, dtype=w.dtype, device=w.device) for n in w.shape)
+        if not w.is_meta:  # on the meta device (sizes only) normalizing costs time and means nothing
+            u, v = F.normalize(u, dim=0, eps=eps), F.normalize(v, dim=0, eps=eps)
+        self.register_buffer("u", u)
+        self.register_buffer("v", v)
         self._power_iteration(w, init_iterations)  # start from a converged estimate, not a random one
 
     def reestimate_(self, n: int = 15) -> None:
