@@ -30,6 +30,12 @@ def shrink(name: str, run_dir) -> list[str]:
               "G.channel_base=128", "G.channel_max=16", "D.channel_base=128", "D.channel_max=16", "G.z_dim=16"]
         if arch != "progan":
             o += ["G.w_dim=16", "G.mapping_layers=2"]
+    elif arch in ("biggan", "biggan_deep", "sagan"):  # BigGAN's 32x32 table at ch 2, attention at 16
+        o += ["data.resolution=32", "G.resolution=32", "D.resolution=32", "G.channels=1", "D.channels=1",
+              "G.ch=2", "D.ch=2", "G.num_classes=10", "D.num_classes=10", "G.attention=[16]", "D.attention=[16]",
+              "G.dim_z=16", "train.ema_start_kimg=0.016", "train.batch_gpu=null"]
+        if arch != "sagan":
+            o += ["G.shared_dim=8"]
     elif arch == "dcgan":  # and every other network the recipe names (D, Q, C, E)
         o += [f"{n}.width=8" for n in ("G", "D", "Q", "C", "E") if getattr(cfg, n) is not None]
     else:
