@@ -48,8 +48,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="styles the columns provide, e.g. 0-3 (coarse, the default) or 8-13 (fine)")
     v = p.add_argument_group("interpolation video")
     v.add_argument("--interp", metavar="SEEDS", help="walk through these seeds, e.g. 0,5,9 (at least two)")
-    v.add_argument("--space", choices=["z", "w"], default="z",
-                   help="z: spherical interpolation of z (any generator); w: linear in w (StyleGAN)")
+    v.add_argument("--space", choices=["z", "w", "class"], default="z",
+                   help="z: spherical interpolation of z (any generator); w: linear in w (StyleGAN); class: "
+                        "--interp lists class ids, walked in BigGAN's class embedding with the z of the first of --seeds")
     v.add_argument("--frames-per-seed", type=int, default=30, metavar="N", help="frames from one seed to the next")
     v.add_argument("--video", default=None, metavar="PATH", help=".gif or .mp4 (default OUT/interp.gif)")
     v.add_argument("--fps", type=float, default=30.0, help="frames per second (default 30)")

@@ -76,5 +76,16 @@ def test_generate_truncates_z_and_writes_class_rows(tmp_path):
     seven = tmp_path / "seven"
     run_script("generate.py", run, "--seeds", "0-3", "--class", "7", "--out", seven)
     assert np.load(seven / "samples.npz")["images"].shape == (4, 32, 32, 1)
+    # a walk between classes 1 and 7 in the shared class embedding, z of seed 0: its first frame is class 1's image
+    walk = tmp_path / "walk"
+    run_script("generate.py", run, "--seeds", "0", "--class", "1", "--out", walk, "--interp", "1,7", "--space",
+               "class", "--frames-per-seed", "3", "--video", walk / "walk.gif")
+    from PIL import Image
+    with Image.open(walk / "walk.gif") as gif:
+        assert gif.n_frames == 4
+        gif.seek(0)
+        first = np.asarray(gif.convert("L"), dtype=np.int16)
+    own = np.load(walk / "samples.npz")["images"][0, :, :, 0].astype(np.int16)
+    assert np.abs(first - own).max() <= 2
     r = run_script("generate.py", run, "--seeds", "0-3", "--trunc", "-1", "--out", tmp_path / "bad", check=False)
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "threshold" in r.stderr

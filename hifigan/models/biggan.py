@@ -277,10 +277,14 @@ class ResNetGenerator(nn.Module):
         self.out = output_layer(layout[-1][1], cfg.channels, cfg.sn_eps, cfg.bn_eps, cfg.cross_replica)
         init_weights(self, cfg.init)
 
-    def forward(self, z: torch.Tensor, c: torch.Tensor | None = None) -> torch.Tensor:
-        """z [N, dim_z], c [N] class ids -> img [N, channels, resolution, resolution] in [-1, 1]."""
-        c = class_ids(c, self.num_classes, "generator")
-        y = self.shared(c) if self.shared is not None else c  # [N, shared_dim] | class ids | None
+    def forward(self, z: torch.Tensor, c: torch.Tensor | None = None, embed: torch.Tensor | None = None) -> torch.Tensor:
+        """z [N, dim_z], c [N] class ids -> img [N, channels, resolution, resolution] in [-1, 1].
+        `embed` [N, shared_dim] replaces shared(c) (walks between classes; BigGAN's shared embedding only)."""
+        if embed is not None:
+            y = embed
+        else:
+            c = class_ids(c, self.num_classes, "generator")
+            y = self.shared(c) if self.shared is not None else c  # [N, shared_dim] | class ids | None
         if self.hier:
             z, *chunks = z.split(self.z_chunk, dim=1)
             ys = [torch.cat([y, zi], 1) if self.shared is not None else zi for zi in chunks]

@@ -141,9 +141,11 @@ class BigGANDeepGenerator(nn.Module):
         self.out = output_layer(layout[-1][1], cfg.channels, cfg.sn_eps, cfg.bn_eps, cfg.cross_replica)
         init_weights(self, cfg.init)
 
-    def forward(self, z: torch.Tensor, c: torch.Tensor | None = None) -> torch.Tensor:
-        c = class_ids(c, self.num_classes, "generator")
-        y = z if self.shared is None else torch.cat([self.shared(c), z], dim=1)  # [N, shared_dim + dim_z]
+    def forward(self, z: torch.Tensor, c: torch.Tensor | None = None, embed: torch.Tensor | None = None) -> torch.Tensor:
+        """`embed` [N, shared_dim] replaces shared(c) (walks between classes)."""
+        if embed is None and self.shared is not None:
+            embed = self.shared(class_ids(c, self.num_classes, "generator"))
+        y = z if embed is None else torch.cat([embed, z], dim=1)  # [N, shared_dim + dim_z]
         h = self.linear(y).view(z.shape[0], -1, BOTTOM, BOTTOM)  # [N, 16 ch, 4, 4]
         for i, group in enumerate(self.blocks):
             for block in group:

@@ -146,5 +146,6 @@ def generate_from_checkpoint(path, out_dir, options: GenerateOptions | None = No
         write_mix(out_dir, plan.mix, *style_mix(G, plan.mix.rows, plan.mix.cols, plan.mix.styles, **args))
     if plan.walk is not None:
         w = plan.walk
-        write_video(w.video, interpolate(G, w.seeds, w.space, w.frames_per_seed, w.loop, **args), w.fps)
+        write_video(w.video, interpolate(G, w.seeds, w.space, w.frames_per_seed, w.loop, z_seed=seeds[0], **args),
+                    w.fps)
     return images

@@ -36,6 +36,7 @@ class SamplingHooks:
     codes: Callable | None = None        # G -> (categories, continuous codes) of its InfoGAN codes
     with_codes: Callable | None = None   # (G, z, c, category [N] | None, values [N, k] | None) -> img
     z_truncation: bool = False           # --trunc t means z resampled until every |z| <= t (BigGAN)
+    class_embedding: Callable | None = None  # G -> its shared class embedding (nn.Embedding), for walks between classes
 
     def __post_init__(self):
         style = [self.mapping, self.synthesis, self.num_ws]
@@ -63,11 +64,12 @@ INFOGAN_CODES = SamplingHooks(
 )
 
 Z_TRUNCATION = SamplingHooks(z_truncation=True)
+BIGGAN = SamplingHooks(z_truncation=True, class_embedding=lambda G: G.shared)
 
 # generator registry name -> hooks; the architectures of hifigan.models that have any
 HOOKS: dict[str, SamplingHooks] = {
-    "biggan": Z_TRUNCATION,
-    "biggan_deep": Z_TRUNCATION,
+    "biggan": BIGGAN,
+    "biggan_deep": BIGGAN,
     "sagan": Z_TRUNCATION,
     "stylegan1": STYLE_BASED,
     "stylegan2": STYLE_BASED,

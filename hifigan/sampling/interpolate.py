@@ -6,7 +6,10 @@
   through the low-norm middle that linear interpolation cuts through;
 - in w linearly between the mapped (truncated) ws of a style-based generator: the mapping network
   makes w space flat enough for straight lines (StyleGAN, arXiv:1812.04948, section 4, perceptual
-  path length).
+  path length);
+- between classes, linearly in BigGAN's shared class embedding (Brock et al. 2019, figure 8), z held
+  at seed `z_seed`'s (generate.py: the first of --seeds; truncated with --trunc): `--interp` then
+  lists class ids.
 Frame count: frames_per_seed * (len(seeds) - 1) + 1 without loop (the last frame is the last seed);
 frames_per_seed * len(seeds) with loop (the walk back stops one step short of seed 0, so the video
 repeats seamlessly). Frame i * frames_per_seed is seed i's own image, exactly as `generate` makes it.
@@ -22,12 +25,12 @@ from torch import nn
 
 from hifigan.errors import UserError
 from hifigan.sampling.generate import generate_z
-from hifigan.sampling.hooks import require_style
+from hifigan.sampling.hooks import arch_name, hooks_for, require_style
 from hifigan.sampling.seeds import parse_seeds, seed_labels, seed_latents
 from hifigan.sampling.style import map_seeds, synthesize
 from hifigan.sampling.video import video_format
 
-SPACES = ("z", "w")
+SPACES = ("z", "w", "class")
 
 
 @dataclass(frozen=True)
@@ -52,9 +55,11 @@ class InterpPlan:
         if len(seed_list) < 2:
             raise UserError(f"--interp {seeds!r}: give at least two seeds to walk between, e.g. 0,1")
         if space not in SPACES:
-            raise UserError(f"--space {space!r}: use z or w")
+            raise UserError(f"--space {space!r}: use z, w or class")
         if space == "w":
             require_style(G, "--space w")
+        if space == "class":
+            class_walk_check(G, seed_list)
         if frames_per_seed < 1:
             raise UserError(f"--frames-per-seed {frames_per_seed}: give a positive number of frames")
         if not fps > 0:
@@ -113,8 +118,9 @@ def walk(keys: torch.Tensor, frames_per_seed: int, loop: bool = False, between=l
 
 def interpolate(G: nn.Module, seeds, space: str = "z", frames_per_seed: int = 30, loop: bool = False,
                 cls: int | None = None, batch_size: int = 64, psi: float = 1.0, cutoff: int | None = None,
-                noise_mode: str = "const", seed_rng: str = "torch") -> np.ndarray:
-    """Frames uint8 [T, H, W, C] of a walk through `seeds` (see the module docstring for T).
+                noise_mode: str = "const", seed_rng: str = "torch", z_seed: int = 0) -> np.ndarray:
+    """Frames uint8 [T, H, W, C] of a walk through `seeds` (see the module docstring for T); with
+    space "class", `seeds` are class ids and z is seed `z_seed`'s.
 
     z space works for any generator; a conditional one keeps one class for the whole walk
     (`cls`, else seeds[0] % num_classes). w space needs a style-based generator; each seed's w
@@ -122,7 +128,9 @@ def interpolate(G: nn.Module, seeds, space: str = "z", frames_per_seed: int = 30
     of the batch size with noise_mode "const".
     """
     if space not in SPACES:
-        raise UserError(f"--space {space!r}: use z or w")
+        raise UserError(f"--space {space!r}: use z, w or class")
+    if space == "class":
+        return class_walk(G, seeds, frames_per_seed, loop, z_seed, batch_size, psi, seed_rng)
     if space == "w":
         keys = map_seeds(G, seeds, cls, batch_size, psi, cutoff, seed_rng)  # [S, num_ws, w_dim]
         return synthesize(G, walk(keys, frames_per_seed, loop, lerp), batch_size, noise_mode)
@@ -130,3 +138,28 @@ def interpolate(G: nn.Module, seeds, space: str = "z", frames_per_seed: int = 30
     c = seed_labels(seeds[:1], G.num_classes, cls)
     c = None if c is None else c.expand(len(z))
     return generate_z(G, z, c, batch_size, psi, cutoff, noise_mode)
+
+
+def class_walk_check(G: nn.Module, classes) -> None:
+    """--space class needs a shared class embedding and class ids the generator knows."""
+    if hooks_for(G).class_embedding is None or getattr(G, "shared", None) is None:
+        raise UserError(f"--space class: needs a generator with a shared class embedding (BigGAN, BigGAN-deep), "
+                        f"but this one is {arch_name(G)!r}; use --space z")
+    bad = [k for k in classes if not 0 <= k < G.num_classes]
+    if bad:
+        raise UserError(f"--interp {bad[0]}: with --space class the values are class ids 0..{G.num_classes - 1}")
+
+
+@torch.no_grad()
+def class_walk(G: nn.Module, classes, frames_per_seed: int, loop: bool, z_seed: int = 0, batch_size: int = 64,
+               psi: float = 1.0, seed_rng: str = "torch") -> np.ndarray:
+    """Frames uint8 [T, H, W, C]: one z (seed z_seed, truncated with psi != 1), the class embedding
+    walked linearly through `classes`; frame i * frames_per_seed is class classes[i]."""
+    from hifigan.sampling.generate import run_batched
+    class_walk_check(G, classes)
+    emb = hooks_for(G).class_embedding(G)
+    device = emb.weight.device
+    keys = emb(torch.as_tensor(list(classes), device=device)).detach().cpu()   # [S, shared_dim]
+    e = walk(keys, frames_per_seed, loop, lerp).to(keys.dtype)                   # [T, shared_dim]
+    z = seed_latents([z_seed], G.z_dim, seed_rng, threshold=psi if psi != 1 else None).expand(len(e), -1)
+    return run_batched(G, lambda z, e: G(z, None, embed=e), [z, e], batch_size).numpy()
