@@ -36,6 +36,8 @@ def shrink(name: str, run_dir) -> list[str]:
               "G.dim_z=16", "train.ema_start_kimg=0.016", "train.batch_gpu=null"]
         if arch != "sagan":
             o += ["G.shared_dim=8"]
+        if cfg.G.cfg.widths:  # the tiny recipes' own width pyramid stays, at ch 4 (attention needs 8 channels)
+            o += ["G.ch=4", "D.ch=4"]
     elif arch == "dcgan":  # and every other network the recipe names (D, Q, C, E)
         o += [f"{n}.width=8" for n in ("G", "D", "Q", "C", "E") if getattr(cfg, n) is not None]
     else:

@@ -25,6 +25,7 @@ SAGAN (hifigan/models/sagan.py) and BigGAN-deep (hifigan/models/biggan_deep.py) 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Optional
 
 import torch
 import torch.nn.functional as F
@@ -100,15 +101,27 @@ class CondBNFactory:
         return ConditionalBatchNorm2d(channels, gain, bias, eps=self.bn_eps, cross_replica=self.cross_replica)
 
 
-def g_layout(resolution: int, ch: int) -> list[tuple[int, int, int]]:
-    """(in channels, out channels, output resolution) of each G block."""
+def g_layout(resolution: int, ch: int, widths: list[int] | None = None) -> list[tuple[int, int, int]]:
+    """(in channels, out channels, output resolution) of each G block; `widths` replaces the table's
+    output multipliers (each block's input is the previous block's output)."""
     ins, outs = G_MULTS[resolution]
+    if widths:
+        if len(widths) != len(outs):
+            raise ValueError(f"widths {list(widths)}: G at {resolution}x{resolution} has {len(outs)} blocks; "
+                             f"give {len(outs)} multipliers")
+        ins, outs = (widths[0], *widths[:-1]), tuple(widths)
     return [(ch * i, ch * o, BOTTOM * 2 ** (k + 1)) for k, (i, o) in enumerate(zip(ins, outs))]
 
 
-def d_layout(resolution: int, ch: int, img_channels: int) -> list[tuple[int, int, bool, int]]:
-    """(in channels, out channels, downsamples, output resolution) of each BigGAN / SAGAN D block."""
+def d_layout(resolution: int, ch: int, img_channels: int, widths: list[int] | None = None) -> list[tuple[int, int, bool, int]]:
+    """(in channels, out channels, downsamples, output resolution) of each BigGAN / SAGAN D block;
+    `widths` replaces the table's output multipliers."""
     ins, outs, downs = D_MULTS[resolution]
+    if widths:
+        if len(widths) != len(outs):
+            raise ValueError(f"widths {list(widths)}: D at {resolution}x{resolution} has {len(outs)} blocks; "
+                             f"give {len(outs)} multipliers")
+        ins, outs = tuple(widths[:-1]), tuple(widths)
     ins = (img_channels,) + tuple(ch * i for i in ins)
     layout, res = [], resolution
     for c_in, o, down in zip(ins, outs, downs):
@@ -237,6 +250,7 @@ class GeneratorFields:
     bn_eps: float = bounded(1e-5, gt=0)                     # batch-norm epsilon
     cross_replica: bool = True                              # batch-norm statistics over the global batch (the backend's sum)
     init: str = init_field("ortho")                         # weight init: ortho (BigGAN), xavier (SAGAN), normal (N(0, 0.02))
+    widths: Optional[list[int]] = None                      # per-block output multipliers of ch instead of the table's (small recipes)
 
 
 @dataclass(kw_only=True)
@@ -248,6 +262,7 @@ class DiscriminatorFields:
     attention: list[int] = attention_field()                # self-attention after the first block that outputs each of these resolutions
     sn_eps: float = bounded(1e-6, gt=0)                     # spectral norm's normalization epsilon
     init: str = init_field("ortho")                         # weight init: ortho (BigGAN), xavier (SAGAN), normal (N(0, 0.02))
+    widths: Optional[list[int]] = None                      # per-block output multipliers of ch instead of the table's (small recipes)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -263,7 +278,7 @@ class ResNetGenerator(nn.Module):
         self.cfg = cfg
         self.z_dim, self.num_classes = cfg.dim_z, cfg.num_classes
         self.img_shape = (cfg.channels, cfg.resolution, cfg.resolution)
-        layout = g_layout(cfg.resolution, cfg.ch)
+        layout = g_layout(cfg.resolution, cfg.ch, cfg.widths)
         self.hier = hier
         self.z_chunk = cfg.dim_z // (len(layout) + 1) if hier else 0
         shared_dim = shared_dim if cfg.num_classes else 0
@@ -307,7 +322,7 @@ def check_hier(dim_z: int, resolution: int) -> None:
 
 def check_generator(cfg: GeneratorFields) -> None:
     """The checks a layout allows before building (one-line ValueErrors, ConfigErrors at build)."""
-    layout = g_layout(cfg.resolution, cfg.ch)
+    layout = g_layout(cfg.resolution, cfg.ch, cfg.widths)
     attention_sites([r for *_, r in layout], [c for _, c, _ in layout], cfg.attention, "G")
 
 
@@ -340,7 +355,7 @@ class ResNetDiscriminator(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.num_classes = cfg.num_classes
-        layout = d_layout(cfg.resolution, cfg.ch, cfg.channels)
+        layout = d_layout(cfg.resolution, cfg.ch, cfg.channels, cfg.widths)
         self.blocks = nn.ModuleList(DBlock(c_in, c_out, cfg.sn_eps, preactivation=i > 0, down=down)
                                     for i, (c_in, c_out, down, _) in enumerate(layout))
         sites = attention_sites([r for *_, r in layout], [c for _, c, *_ in layout], cfg.attention, "D")
@@ -363,7 +378,7 @@ class ResNetDiscriminator(nn.Module):
 
 
 def check_discriminator(cfg: DiscriminatorFields) -> None:
-    layout = d_layout(cfg.resolution, cfg.ch, cfg.channels)
+    layout = d_layout(cfg.resolution, cfg.ch, cfg.channels, cfg.widths)
     attention_sites([r for *_, r in layout], [c for _, c, *_ in layout], cfg.attention, "D")
 
 

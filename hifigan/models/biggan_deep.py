@@ -117,6 +117,8 @@ class BigGANDeepGenerator(nn.Module):
         depth: int = bounded(2, ge=1, le=16)                # bottleneck blocks per resolution
 
         def __post_init__(self):
+            if self.widths:
+                raise ValueError("widths: biggan_deep keeps the reference table; use ch (or biggan / sagan for widths)")
             layout = g_layout(self.resolution, self.ch)
             _check_bottleneck([c for c, *_ in layout], self.ch)
             attention_sites([r for *_, r in layout], [c for _, c, _ in layout], self.attention, "G")
@@ -166,6 +168,8 @@ class BigGANDeepDiscriminator(nn.Module):
         depth: int = bounded(2, ge=1, le=16)        # bottleneck blocks per resolution
 
         def __post_init__(self):
+            if self.widths:
+                raise ValueError("widths: biggan_deep keeps the reference table; use ch (or biggan / sagan for widths)")
             layout = d_layout(self.resolution, self.ch)
             _check_bottleneck([c for _, c, *_ in layout], self.ch)
             attention_sites([r for *_, r in layout], [c for _, c, *_ in layout], self.attention, "D")
