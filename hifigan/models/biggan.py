@@ -348,6 +348,17 @@ class BigGANGenerator(ResNetGenerator):
 # ----------------------------------------------------------------------------------------------
 # Discriminator
 
+def add_d_head(D: nn.Module, layout, cfg: DiscriminatorFields) -> None:
+    """D's self-attention sites, output linear and SN class embedding (projection), then the init;
+    shared by the BigGAN / SAGAN and BigGAN-deep discriminators."""
+    sites = attention_sites([r for *_, r in layout], [c for _, c, *_ in layout], cfg.attention, "D")
+    D.attention = nn.ModuleDict({str(i): SelfAttention(c, sn_eps=cfg.sn_eps) for i, c in sites.items()})
+    width = layout[-1][1]
+    D.linear = sn_linear(width, 1, cfg.sn_eps)
+    D.embed = SpectralNorm(nn.Embedding(cfg.num_classes, width), eps=cfg.sn_eps) if cfg.num_classes else None
+    init_weights(D, cfg.init)
+
+
 class ResNetDiscriminator(nn.Module):
     """BigGAN / SAGAN D: img [N, channels, r, r] (+ c [N]) -> logits [N]."""
 
@@ -358,13 +369,7 @@ class ResNetDiscriminator(nn.Module):
         layout = d_layout(cfg.resolution, cfg.ch, cfg.channels, cfg.widths)
         self.blocks = nn.ModuleList(DBlock(c_in, c_out, cfg.sn_eps, preactivation=i > 0, down=down)
                                     for i, (c_in, c_out, down, _) in enumerate(layout))
-        sites = attention_sites([r for *_, r in layout], [c for _, c, *_ in layout], cfg.attention, "D")
-        self.attention = nn.ModuleDict({str(i): SelfAttention(c, sn_eps=cfg.sn_eps) for i, c in sites.items()})
-        width = layout[-1][1]
-        self.linear = sn_linear(width, 1, cfg.sn_eps)
-        self.embed = (SpectralNorm(nn.Embedding(cfg.num_classes, width), eps=cfg.sn_eps)
-                      if cfg.num_classes else None)
-        init_weights(self, cfg.init)
+        add_d_head(self, layout, cfg)
 
     def forward(self, img: torch.Tensor, c: torch.Tensor | None = None) -> torch.Tensor:
         c = class_ids(c, self.num_classes, "discriminator")

@@ -26,11 +26,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from hifigan.models.biggan import (BOTTOM, CondBNFactory, DiscriminatorFields, GeneratorFields, attention_sites,
+from hifigan.models.biggan import (BOTTOM, CondBNFactory, add_d_head, DiscriminatorFields, GeneratorFields, attention_sites,
                                    class_ids, g_layout, output_layer, projection, sn_conv, sn_linear, upsample)
 from hifigan.nn.attention import SelfAttention
 from hifigan.nn.init import init_weights
-from hifigan.nn.spectral import SpectralNorm
 from hifigan.registry import DISCRIMINATORS, GENERATORS
 from hifigan.schema import MAX_WIDTH, bounded
 
@@ -184,13 +183,7 @@ class BigGANDeepDiscriminator(nn.Module):
             nn.ModuleList(DBlockDeep(c_in if d == 0 else c_out, c_out, cfg.sn_eps, down=down and d == 0)
                           for d in range(cfg.depth))
             for c_in, c_out, down, _ in layout)
-        sites = attention_sites([r for *_, r in layout], [c for _, c, *_ in layout], cfg.attention, "D")
-        self.attention = nn.ModuleDict({str(i): SelfAttention(c, sn_eps=cfg.sn_eps) for i, c in sites.items()})
-        width = layout[-1][1]
-        self.linear = sn_linear(width, 1, cfg.sn_eps)
-        self.embed = (SpectralNorm(nn.Embedding(cfg.num_classes, width), eps=cfg.sn_eps)
-                      if cfg.num_classes else None)
-        init_weights(self, cfg.init)
+        add_d_head(self, layout, cfg)
 
     def forward(self, img: torch.Tensor, c: torch.Tensor | None = None) -> torch.Tensor:
         c = class_ids(c, self.num_classes, "discriminator")
