@@ -198,7 +198,7 @@ class Trainer:
         for a in range(self.accum):
             chunk = a * b.world + b.rank
             img, c = self._reals(a, chunk, reals) if reals else (None, None)
-            batch = Batch(img=img, c=c, rand=self.rand.view(chunk), cross_rank_mean=b.all_mean)
+            batch = Batch(img=img, c=c, rand=self.rand.view(chunk), cross_rank_mean=b.all_mean, nimg=self.nimg)
             with lead.micro_step(boundary=a == self.accum - 1, joint=joint, second_order=second):
                 losses, stats = self.objective(ph.name, views, batch)
                 total = sum(losses.values())
