@@ -1,4 +1,4 @@
-"""VGG16 (Simonyan & Zisserman 2015, "Very Deep Convolutional Networks for Large-Scale Image
+"""VGG16 and VGG19 (Simonyan & Zisserman 2015, "Very Deep Convolutional Networks for Large-Scale Image
 Recognition", arXiv:1409.1556) from a local weights file, for precision/recall features, the
 perceptual loss of projection, and LPIPS (Zhang et al. 2018, "The Unreasonable Effectiveness of Deep
 Features as a Perceptual Metric", arXiv:1801.03924).
@@ -10,6 +10,8 @@ Files (nothing downloads):
   - LPIPS's linear heads `vgg.pth` (keys `lin0.model.1.weight` ... `lin4.model.1.weight`, shipped in
     the lpips package's weights/v0.1 folder); without it LPIPS uses unit weights (the "baseline" of
     the paper, no learned calibration), which the result's name says.
+  - `vgg19-dcbb9e9d.pth`, torchvision's ImageNet VGG19 state dict: only its `features.N.*` convs are
+    used (SPADE's perceptual loss, `VGG19Features`); the classifier keys are ignored.
 
 Precision/recall features (Kynkaenniemi et al. 2019, arXiv:1904.06991) are the 4096-d activations of
 the second fully connected layer after its ReLU, from images resized to 224x224 (bilinear) and
@@ -44,6 +46,45 @@ for _v in CFG:
 LPIPS_LAYERS = ("conv1_2", "conv2_2", "conv3_3", "conv4_3", "conv5_3")
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 LPIPS_SHIFT, LPIPS_SCALE = (-0.030, -0.088, -0.188), (0.458, 0.448, 0.450)
+
+
+CFG19 = [64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512, "M", 512, 512, 512, 512, "M"]
+VGG19_FILES = "vgg19-dcbb9e9d.pth (torchvision's VGG19 state dict)"
+# torchvision VGG19 indices of relu1_1, relu2_1, relu3_1, relu4_1, relu5_1: SPADE's perceptual layers
+VGG19_RELU1 = (1, 6, 11, 20, 29)
+
+
+class VGG19Features(nn.Module):
+    """torchvision's VGG19 `features` up to relu5_1; forward(x) -> the five relu{k}_1 activations."""
+
+    def __init__(self):
+        super().__init__()
+        layers, cin = [], 3
+        for v in CFG19:
+            if v == "M":
+                layers.append(nn.MaxPool2d(2, 2))
+            else:
+                layers += [nn.Conv2d(cin, v, 3, padding=1), nn.ReLU()]
+                cin = v
+        self.features = nn.Sequential(*layers[:VGG19_RELU1[-1] + 1])
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        out = []
+        for i, layer in enumerate(self.features):
+            x = layer(x)
+            if i in VGG19_RELU1:
+                out.append(x)
+        return out
+
+
+def load_vgg19(path, option: str = "objective.vgg") -> VGG19Features:
+    """VGG19's convolutions from torchvision's state dict file, in eval mode without gradients."""
+    p = _path(path, "VGG19", VGG19_FILES, option)
+    net = VGG19Features()
+    keep = set(net.state_dict())
+    state = {k: v for k, v in load_state(p, "VGG19", VGG19_FILES).items() if k in keep or not k.startswith("features.")
+             and not k.startswith("classifier.")}
+    return load_into(net, state, p, "VGG19", VGG19_FILES)
 
 
 class VGG16(nn.Module):
