@@ -10,6 +10,8 @@ one is sampled as img = G(z, c) and nothing else.
   psi * (ws - w_avg) on the styles [0, cutoff)), noise modes, style mixing and walks in w.
 - InfoGAN-capable generators (Chen et al. 2016, arXiv:1606.03657) read categorical and continuous
   codes from the end of z; their hooks add latent-code traversals.
+- Label-map generators (SPADE: Park et al. 2019, arXiv:1903.07291) take a semantic map as c; they are
+  sampled from label maps (sampling/labelmaps.py), never from seeds and class ids alone.
 - BigGAN-style generators (Brock et al. 2019, arXiv:1809.11096, section 3.1) take the truncation
   trick in z: `--trunc t` redraws every entry of z with |z| > t until none is left (seeds.py).
 
@@ -37,6 +39,7 @@ class SamplingHooks:
     with_codes: Callable | None = None   # (G, z, c, category [N] | None, values [N, k] | None) -> img
     z_truncation: bool = False           # --trunc t means z resampled until every |z| <= t (BigGAN)
     class_embedding: Callable | None = None  # G -> its shared class embedding (nn.Embedding), for walks between classes
+    labelmap: bool = False               # G(z, c) synthesizes from a label map c (SPADE): sampled from maps, not seeds
 
     def __post_init__(self):
         style = [self.mapping, self.synthesis, self.num_ws]
@@ -65,12 +68,14 @@ INFOGAN_CODES = SamplingHooks(
 
 Z_TRUNCATION = SamplingHooks(z_truncation=True)
 BIGGAN = SamplingHooks(z_truncation=True, class_embedding=lambda G: G.shared)
+LABELMAP = SamplingHooks(labelmap=True)
 
 # generator registry name -> hooks; the architectures of hifigan.models that have any
 HOOKS: dict[str, SamplingHooks] = {
     "biggan": BIGGAN,
     "biggan_deep": BIGGAN,
     "sagan": Z_TRUNCATION,
+    "spade": LABELMAP,
     "stylegan1": STYLE_BASED,
     "stylegan2": STYLE_BASED,
     "dcgan": INFOGAN_CODES,
