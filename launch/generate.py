@@ -7,6 +7,7 @@ uint8 [N, H, W, C]); optionally a style-mixing grid and an interpolation video.
     python launch/generate.py runs/ffhq --seeds 0-15 --out s --trunc 0.7 --trunc-cutoff 8
     python launch/generate.py runs/ffhq --out s --mix-rows 0-4 --mix-cols 10-15 --mix-styles 0-3
     python launch/generate.py runs/ffhq --out s --interp 0,5,9 --space w --video s/walk.mp4 --loop
+    python launch/generate.py runs/mnist_spade --labelmap map.png --out s [--style photo.png --seeds 0-7]
 
 A conditional model's grid.png has one row per class (seed s gets class s % classes unless --class).
 Style mixing writes OUT/mix_grid.png (column seeds on top, row seeds on the left; cell = the row
@@ -63,6 +64,14 @@ def parse_args(argv=None) -> argparse.Namespace:
     c.add_argument("--code-span", type=float, default=2.0, metavar="SPAN",
                    help="continuous codes run from -SPAN to SPAN (the prior is [-1, 1]; default 2, as the paper)")
     c.add_argument("--code-steps", type=int, default=9, metavar="N", help="columns of a continuous traversal (default 9)")
+    m = p.add_argument_group("label-map generators (SPADE)")
+    m.add_argument("--labelmap", default=None, metavar="MAP.png",
+                   help="synthesize from this PNG of label ids (8-bit gray or palette); writes OUT/labelmap.png, one "
+                        "image per seed and OUT/panel.png")
+    m.add_argument("--instance", default=None, metavar="MAP.png",
+                   help="instance ids (16-bit allowed) for a G with instance edges (default: the label map)")
+    m.add_argument("--style", default=None, metavar="IMAGE",
+                   help="style-guided synthesis: z from the encoder's posterior for IMAGE (G trained with use_vae)")
     return p.parse_args(argv)
 
 
@@ -71,7 +80,8 @@ def options(a: argparse.Namespace) -> GenerateOptions:
                            cutoff=a.trunc_cutoff, noise_mode=a.noise_mode, seed_rng=a.seed_rng, mix_rows=a.mix_rows, mix_cols=a.mix_cols,
                            mix_styles=a.mix_styles, interp=a.interp, space=a.space,
                            frames_per_seed=a.frames_per_seed, video=a.video, fps=a.fps, loop=a.loop,
-                           codes=a.codes, code_rows=a.code_rows, code_span=a.code_span, code_steps=a.code_steps)
+                           codes=a.codes, code_rows=a.code_rows, code_span=a.code_span, code_steps=a.code_steps,
+                           labelmap=a.labelmap, instance=a.instance, style=a.style)
 
 
 def main(argv=None) -> int:

@@ -15,7 +15,8 @@ from hifigan.errors import UserError
 from hifigan.sampling.codes import check_code_options, code_traversals
 from hifigan.sampling.generate import generate
 from hifigan.sampling.grid import class_rows, make_grid, save_png, write_samples
-from hifigan.sampling.hooks import check_style_options
+from hifigan.sampling.hooks import check_style_options, hooks_for
+from hifigan.sampling.labelmaps import generate_labelmap
 from hifigan.sampling.interpolate import InterpPlan, interpolate
 from hifigan.sampling.seeds import check_seed_rng, parse_seeds, seed_labels
 from hifigan.sampling.style import MixPlan, style_mix, write_mix
@@ -65,6 +66,9 @@ class GenerateOptions:
     code_rows: int = 10                 # --code-rows: traversal rows, the first N seeds
     code_span: float = 2.0              # --code-span: continuous codes run from -span to span
     code_steps: int = 9                 # --code-steps: columns of a continuous traversal
+    labelmap: str | Path | None = None  # --labelmap: PNG of label ids a label-map generator (SPADE) synthesizes from
+    instance: str | Path | None = None  # --instance: PNG of instance ids (G with instance edges; default the label map)
+    style: str | Path | None = None     # --style: image whose encoded style sets z (SPADE with its encoder)
 
     def check(self, G: nn.Module, out_dir) -> GeneratePlan:
         """Every option against G, before anything is generated or written; UserError on the first bad one."""
@@ -127,6 +131,8 @@ def generate_from_checkpoint(path, out_dir, options: GenerateOptions | None = No
     """
     opts = options or GenerateOptions()
     G = load_generator(path, check_device(opts.device))
+    if opts.labelmap is not None or hooks_for(G).labelmap:
+        return generate_labelmap(G, path, out_dir, opts)
     plan = opts.check(G, out_dir)
     args = opts.sampling_args()
     seeds = list(plan.seeds)

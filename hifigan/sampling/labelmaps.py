@@ -151,3 +151,42 @@ def write_labelmap_outputs(out_dir, seeds, c, images: np.ndarray, label_nc: int,
     tiles = [colour[:1]] + ([to_uint8(style).numpy()] if style is not None else []) + [images]
     tiles = [np.repeat(x, 3, axis=-1) if x.shape[-1] == 1 else x for x in tiles]
     save_png(out / "panel.png", make_grid(np.concatenate(tiles), sum(len(t) for t in tiles)))
+
+
+def generate_labelmap(G, path, out_dir, opts) -> np.ndarray:
+    """launch/generate.py for a label-map generator: `opts` (GenerateOptions) with labelmap set; see the module.
+    Returns the per-seed images, uint8 [N, H, W, C]."""
+    from hifigan.sampling.grid import to_uint8
+    from hifigan.sampling.hooks import arch_name, hooks_for
+    from hifigan.sampling.seeds import parse_seeds, seed_latents
+    if not hooks_for(G).labelmap:
+        raise UserError(f"--labelmap: this generator ({arch_name(G)!r}) does not synthesize from label maps "
+                        f"(SPADE does); drop the option")
+    if opts.labelmap is None:
+        raise UserError(f"{arch_name(G)!r} synthesizes images from label maps: pass --labelmap MAP.png "
+                        f"(a PNG of label ids 0..{G.label_nc - 1})")
+    given = [f for f, on in [("--trunc", opts.psi != 1), ("--mix-rows/--mix-cols", opts.mix_rows or opts.mix_cols),
+                             ("--interp", opts.interp), ("--codes", opts.codes), ("--class", opts.cls is not None)] if on]
+    if given:
+        raise UserError(f"{given[0]}: not for a label-map generator; give --labelmap [--style IMAGE] [--seeds]")
+    if opts.batch_size < 1:
+        raise UserError(f"--batch {opts.batch_size}: give a positive number of images per forward pass")
+    seeds = parse_seeds(opts.seeds)
+    c = load_labelmap(opts.labelmap, G, opts.instance)
+    style = None
+    if opts.style is not None:
+        if not G.use_vae:
+            raise UserError("--style: this generator was trained without the image encoder (G.use_vae=false), so "
+                            "no style can be encoded; drop --style")
+        style = load_style(opts.style, G)
+        z = style_latents(load_encoder(path), style, seed_latents(seeds, G.z_dim))
+    else:
+        z = seed_latents(seeds, G.z_dim) if G.use_vae else None
+    parts = []
+    for i in range(0, len(seeds), opts.batch_size):
+        n = len(seeds[i:i + opts.batch_size])
+        zi = None if z is None else z[i:i + n]
+        parts.append(to_uint8(synthesize(G, c.expand(n, -1, -1, -1), zi)).numpy())
+    images = np.concatenate(parts)
+    write_labelmap_outputs(out_dir, seeds, c, images, G.label_nc, style)
+    return images
