@@ -6,6 +6,7 @@ import json
 from dataclasses import dataclass, field, fields
 
 from hifigan.checkpoint import load_generator, resolve
+from hifigan.errors import UserError
 from hifigan.registry import METRICS
 
 
@@ -21,6 +22,11 @@ def build_metrics(names, samples: int | None = None, G=None, options: dict | Non
     sample count of the smoke metrics (of the protocol metrics too with `protocol_samples`, as
     launch/metrics.py --samples does); `G` is checked early."""
     out = []
+    if names and G is not None:
+        from hifigan.sampling.hooks import arch_name, hooks_for
+        if hooks_for(G).labelmap:  # every metric here samples G from seeds and class ids
+            raise UserError(f"metrics: {arch_name(G)!r} synthesizes from label maps, which these metrics do not "
+                            f"draw; remove metrics (scripts measure its outputs against the maps)")
     for name in names:
         cls = METRICS.get(name, "metrics: ")
         known = {f.name for f in fields(cls.Config)}

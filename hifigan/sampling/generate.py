@@ -14,7 +14,7 @@ from torch import nn
 
 from hifigan.errors import UserError
 from hifigan.sampling.grid import to_uint8
-from hifigan.sampling.hooks import check_style_options
+from hifigan.sampling.hooks import check_style_options, hooks_for
 from hifigan.sampling.seeds import resample_outside, seed_labels, seed_latents
 
 
@@ -31,6 +31,8 @@ def standing_stats(G: nn.Module, batches: int, batch_size: int = 64, seed: int =
     Deterministic: the latents come from a generator seeded with `seed`.
     """
     bns = [m for m in G.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if hooks_for(G).labelmap:  # its inputs are label maps from data, not seeds: G_ema keeps G's running statistics
+        return
     if not bns or batches <= 0:
         return
     device = next(G.parameters()).device

@@ -106,13 +106,33 @@ class Monitor:
                      if k.startswith("Loss/") and k.endswith("/total")}
             self.bar.set_postfix(short, refresh=False)
 
-    def images(self, G_ema, nimg: int) -> None:
-        """The fixed-seed grid of G_ema (one row per class for conditional models)."""
+    def images(self, G_ema, nimg: int, reals=None) -> None:
+        """The fixed-seed grid of G_ema (one row per class for conditional models); for label-map generators
+        the last drawn pairs `reals` (img, c) as map | real | synthesized triples (nothing before the first)."""
         if self.writer is None:
+            return
+        if sampling.hooks_for(G_ema).labelmap:
+            if reals is not None:
+                self._labelmap_images(G_ema, nimg, *reals)
             return
         images = sampling.generate(G_ema, range(self.cfg.log.grid_size))
         grid = sampling.make_grid(images, G_ema.num_classes or None)
         self.writer.add_image("Samples/G_ema", grid, nimg, dataformats="HWC")
+        sampling.save_png(self.run_dir / "samples" / f"fakes{nimg // 1000:06d}.png", grid)
+
+    def _labelmap_images(self, G_ema, nimg: int, img, c) -> None:
+        from hifigan.sampling.labelmaps import colorize, side_by_side, synthesize
+        n = min(self.cfg.log.grid_size, len(img))
+        z = None
+        if getattr(G_ema, "use_vae", False):  # fixed latents: the grid changes only with the weights and maps
+            z = torch.randn(n, G_ema.z_dim, generator=torch.Generator().manual_seed(0))
+        was = G_ema.training
+        fake = synthesize(G_ema.eval(), c[:n], z)
+        G_ema.train(was)
+        tiles = side_by_side(colorize(c[:n], G_ema.label_nc), sampling.to_uint8(img[:n]).numpy(),
+                             sampling.to_uint8(fake).numpy())
+        grid = sampling.make_grid(tiles, 3 * min(n, 4))
+        self.writer.add_image("Samples/labelmap_real_G_ema", grid, nimg, dataformats="HWC")
         sampling.save_png(self.run_dir / "samples" / f"fakes{nimg // 1000:06d}.png", grid)
 
     def metrics(self, metrics: list, G_ema, nimg: int, data_cfg=None) -> None:

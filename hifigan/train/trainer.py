@@ -358,7 +358,7 @@ class Trainer:
 
     def log_images(self) -> None:
         self.standing_stats()
-        self.monitor.images(self.G_ema, self.nimg)
+        self.monitor.images(self.G_ema, self.nimg, self._last_reals[0] if self._last_reals else None)
 
     def log_metrics(self) -> None:
         self.standing_stats()
