@@ -10,12 +10,16 @@ distribution layer registers (`set_cross_replica_sum`; the backend does it, a mo
 torch.distributed). Conditional batch norm (de Vries et al. 2017, arXiv:1707.00683; Dumoulin et al.
 2017): parameter-free batch norm, then a per-sample scale 1 + gamma(y) and shift beta(y) predicted
 from the class (or BigGAN's class embedding concatenated with a chunk of z).
+SPADE (Park et al. 2019, "Semantic Image Synthesis with Spatially-Adaptive Normalization",
+arXiv:1903.07291, section 3): parameter-free (cross-replica) batch norm, then a per-pixel scale
+1 + gamma and shift beta, convolutions of the label map resized (nearest) to the features' size.
 """
 from __future__ import annotations
 
 from typing import Callable
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 _CROSS_REPLICA_SUM: Callable[[torch.Tensor], torch.Tensor] | None = None
@@ -92,3 +96,31 @@ class ConditionalBatchNorm2d(nn.Module):
         g = 1 + self.gain(y).to(x.dtype)
         b = self.bias(y).to(x.dtype)
         return self.bn(x) * g[:, :, None, None] + b[:, :, None, None]
+
+
+class SPADE(nn.Module):
+    """Spatially-adaptive normalization: x [N, C, H, W], seg [N, label_channels, h, w] (one-hot labels,
+    any size) -> norm(x) * (1 + gamma(seg)) + beta(seg), gamma and beta [N, C, H, W] from
+    seg -> conv(hidden) -> ReLU -> conv(C) each (one shared hidden layer, two heads; no spectral norm,
+    as in the paper's code). The norm has no affine of its own: gamma, beta are the whole modulation."""
+
+    def __init__(self, channels: int, label_channels: int, hidden: int = 128, kernel_size: int = 3,
+                 eps: float = 1e-5, momentum: float = 0.1, cross_replica: bool = True):
+        super().__init__()
+        bn = CrossReplicaBatchNorm2d if cross_replica else nn.BatchNorm2d
+        self.norm = bn(channels, eps=eps, momentum=momentum, affine=False)
+        pad = kernel_size // 2
+        self.shared = nn.Conv2d(label_channels, hidden, kernel_size, padding=pad)
+        self.gamma = nn.Conv2d(hidden, channels, kernel_size, padding=pad)
+        self.beta = nn.Conv2d(hidden, channels, kernel_size, padding=pad)
+
+    def modulation(self, seg: torch.Tensor, size) -> tuple[torch.Tensor, torch.Tensor]:
+        """(gamma, beta), each [N, C, *size], from the label map resized (nearest) to `size`."""
+        if tuple(seg.shape[2:]) != tuple(size):
+            seg = F.interpolate(seg, size=tuple(size), mode="nearest")
+        h = F.relu(self.shared(seg))
+        return self.gamma(h), self.beta(h)
+
+    def forward(self, x: torch.Tensor, seg: torch.Tensor) -> torch.Tensor:
+        gamma, beta = self.modulation(seg.to(x.dtype), x.shape[2:])
+        return self.norm(x) * (1 + gamma) + beta
