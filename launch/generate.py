@@ -7,6 +7,7 @@ uint8 [N, H, W, C]); optionally a style-mixing grid and an interpolation video.
     python launch/generate.py runs/ffhq --seeds 0-15 --out s --trunc 0.7 --trunc-cutoff 8
     python launch/generate.py runs/ffhq --out s --mix-rows 0-4 --mix-cols 10-15 --mix-styles 0-3
     python launch/generate.py runs/ffhq --out s --interp 0,5,9 --space w --video s/walk.mp4 --loop
+    python launch/generate.py runs/mnist_lapgan --seeds 0-9 --out s --levels          # every pyramid level
     python launch/generate.py runs/mnist_spade --labelmap map.png --out s [--style photo.png --seeds 0-7]
 
 A conditional model's grid.png has one row per class (seed s gets class s % classes unless --class).
@@ -72,6 +73,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="instance ids (16-bit allowed) for a G with instance edges (default: the label map)")
     m.add_argument("--style", default=None, metavar="IMAGE",
                    help="style-guided synthesis: z from the encoder's posterior for IMAGE (G trained with use_vae)")
+    p.add_argument("--levels", action="store_true",
+                   help="LAPGAN: also write every pyramid level of each seed, coarsest first, at the output size: "
+                        "OUT/levels/seed<s>.png, OUT/levels.png (row = seed) and OUT/levels.npz")
     return p.parse_args(argv)
 
 
@@ -81,7 +85,7 @@ def options(a: argparse.Namespace) -> GenerateOptions:
                            mix_styles=a.mix_styles, interp=a.interp, space=a.space,
                            frames_per_seed=a.frames_per_seed, video=a.video, fps=a.fps, loop=a.loop,
                            codes=a.codes, code_rows=a.code_rows, code_span=a.code_span, code_steps=a.code_steps,
-                           labelmap=a.labelmap, instance=a.instance, style=a.style)
+                           labelmap=a.labelmap, instance=a.instance, style=a.style, levels=a.levels)
 
 
 def main(argv=None) -> int:

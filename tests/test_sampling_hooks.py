@@ -8,6 +8,7 @@ import torch
 from hifigan import sampling
 from hifigan.errors import UserError
 from hifigan.registry import GENERATORS
+from hifigan.sampling.hooks import LAPGAN
 
 TINY = {
     "stylegan1": {"z_dim": 8, "w_dim": 8, "resolution": 8, "channel_base": 64, "channel_max": 8, "mapping_layers": 2},
@@ -25,7 +26,8 @@ def build(arch):
 def test_each_registered_generator_family_has_its_hooks():
     expected = {"stylegan1": sampling.STYLE_BASED, "stylegan2": sampling.STYLE_BASED,
                 "dcgan": sampling.INFOGAN_CODES, "mlp": sampling.INFOGAN_CODES,
-                "biggan": sampling.BIGGAN, "biggan_deep": sampling.BIGGAN, "sagan": sampling.Z_TRUNCATION}  # others: plain
+                "biggan": sampling.BIGGAN, "biggan_deep": sampling.BIGGAN, "sagan": sampling.Z_TRUNCATION,
+                "lapgan": LAPGAN}  # others: plain
     for arch in GENERATORS.names():
         assert sampling.HOOKS.get(arch, sampling.PLAIN) is expected.get(arch, sampling.PLAIN), arch
 

@@ -17,6 +17,7 @@ from hifigan.sampling.generate import generate
 from hifigan.sampling.grid import class_rows, make_grid, save_png, write_samples
 from hifigan.sampling.hooks import check_style_options, hooks_for
 from hifigan.sampling.labelmaps import generate_labelmap
+from hifigan.sampling.levels import check_levels_option, pyramid_levels, write_levels
 from hifigan.sampling.interpolate import InterpPlan, interpolate
 from hifigan.sampling.seeds import check_seed_rng, parse_seeds, seed_labels
 from hifigan.sampling.style import MixPlan, style_mix, write_mix
@@ -69,6 +70,7 @@ class GenerateOptions:
     labelmap: str | Path | None = None  # --labelmap: PNG of label ids a label-map generator (SPADE) synthesizes from
     instance: str | Path | None = None  # --instance: PNG of instance ids (G with instance edges; default the label map)
     style: str | Path | None = None     # --style: image whose encoded style sets z (SPADE with its encoder)
+    levels: bool = False                # --levels: every pyramid level of each seed, side by side (LAPGAN)
 
     def check(self, G: nn.Module, out_dir) -> GeneratePlan:
         """Every option against G, before anything is generated or written; UserError on the first bad one."""
@@ -85,6 +87,8 @@ class GenerateOptions:
             check_seed_rng(extra, self.seed_rng)
         if self.codes:
             check_code_options(G, self.code_span, self.code_steps)
+        if self.levels:
+            check_levels_option(G)
         plan = GeneratePlan(seeds, mix, walk)
         self._check_memory(G, plan)
         return plan
@@ -102,6 +106,8 @@ class GenerateOptions:
             held = max(held, w.frames_per_seed * (len(w.seeds) if w.loop else len(w.seeds) - 1) + 1)
         if self.codes:
             held = max(held, min(self.code_rows, len(plan.seeds)) * max(self.code_steps, 1))
+        if self.levels:
+            held = max(held, len(plan.seeds) * G.num_levels)
         need = held * per_image + 4 * min(self.batch_size, held) * per_image
         budget.check(f"launch/generate.py ({held:,} images of {'x'.join(map(str, G.img_shape))})", need, "cpu",
                      "ask for fewer seeds, frames or a smaller --batch")
@@ -126,11 +132,14 @@ def generate_from_checkpoint(path, out_dir, options: GenerateOptions | None = No
     Always writes the per-seed samples (see `write_samples`; a conditional model's grid.png has one row
     per class); with mix_rows/mix_cols also mix_grid.png and mix.npz; with interp also a video (default
     OUT_DIR/interp.gif); with codes (InfoGAN) codes_cat.png and codes_cont<i>.png, the latent traversals
-    of the first code_rows seeds (see `code_traversals`). Every option is checked before anything is
+    of the first code_rows seeds (see `code_traversals`); with levels (LAPGAN) levels.png, levels.npz and
+    levels/seed<s>.png, every pyramid level (see `write_levels`). Every option is checked before anything is
     generated or written. Returns the per-seed images, uint8 [N, H, W, C].
     """
     opts = options or GenerateOptions()
     G = load_generator(path, check_device(opts.device))
+    if opts.levels:  # before the label-map branch, which has no levels
+        check_levels_option(G)
     if opts.labelmap is not None or hooks_for(G).labelmap:
         return generate_labelmap(G, path, out_dir, opts)
     plan = opts.check(G, out_dir)
@@ -148,6 +157,8 @@ def generate_from_checkpoint(path, out_dir, options: GenerateOptions | None = No
         for name, tiles in traversals.items():  # tiles [rows, cols, H, W, C]
             grid = make_grid(tiles.reshape(-1, *tiles.shape[2:]), tiles.shape[1])
             save_png(Path(out_dir) / f"codes_{name}.png", grid)
+    if opts.levels:
+        write_levels(out_dir, seeds, pyramid_levels(G, seeds, opts.cls, opts.batch_size, opts.seed_rng))
     if plan.mix is not None:
         write_mix(out_dir, plan.mix, *style_mix(G, plan.mix.rows, plan.mix.cols, plan.mix.styles, **args))
     if plan.walk is not None:

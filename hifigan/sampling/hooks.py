@@ -14,6 +14,8 @@ one is sampled as img = G(z, c) and nothing else.
   sampled from label maps (sampling/labelmaps.py), never from seeds and class ids alone.
 - BigGAN-style generators (Brock et al. 2019, arXiv:1809.11096, section 3.1) take the truncation
   trick in z: `--trunc t` redraws every entry of z with |z| > t until none is left (seeds.py).
+- Pyramid generators (LAPGAN: Denton et al. 2015, arXiv:1506.05751) sample coarse to fine; their
+  hooks give every level's image (`--levels`, levels.py).
 
 A new family registers its hooks once: `register_hooks("mygan", SamplingHooks(...))`.
 """
@@ -40,6 +42,7 @@ class SamplingHooks:
     z_truncation: bool = False           # --trunc t means z resampled until every |z| <= t (BigGAN)
     class_embedding: Callable | None = None  # G -> its shared class embedding (nn.Embedding), for walks between classes
     labelmap: bool = False               # G(z, c) synthesizes from a label map c (SPADE): sampled from maps, not seeds
+    levels: Callable | None = None       # (G, z, c) -> every pyramid level's image, coarsest first (LAPGAN)
 
     def __post_init__(self):
         style = [self.mapping, self.synthesis, self.num_ws]
@@ -69,11 +72,13 @@ INFOGAN_CODES = SamplingHooks(
 Z_TRUNCATION = SamplingHooks(z_truncation=True)
 BIGGAN = SamplingHooks(z_truncation=True, class_embedding=lambda G: G.shared)
 LABELMAP = SamplingHooks(labelmap=True)
+LAPGAN = SamplingHooks(levels=lambda G, z, c: G.levels(z, c))
 
 # generator registry name -> hooks; the architectures of hifigan.models that have any
 HOOKS: dict[str, SamplingHooks] = {
     "biggan": BIGGAN,
     "biggan_deep": BIGGAN,
+    "lapgan": LAPGAN,
     "sagan": Z_TRUNCATION,
     "spade": LABELMAP,
     "stylegan1": STYLE_BASED,
