@@ -27,7 +27,7 @@ def test_each_registered_generator_family_has_its_hooks():
     expected = {"stylegan1": sampling.STYLE_BASED, "stylegan2": sampling.STYLE_BASED,
                 "dcgan": sampling.INFOGAN_CODES, "mlp": sampling.INFOGAN_CODES,
                 "biggan": sampling.BIGGAN, "biggan_deep": sampling.BIGGAN, "sagan": sampling.Z_TRUNCATION,
-                "lapgan": LAPGAN}  # others: plain
+                "lapgan": LAPGAN, "spade": sampling.hooks.LABELMAP}  # others: plain
     for arch in GENERATORS.names():
         assert sampling.HOOKS.get(arch, sampling.PLAIN) is expected.get(arch, sampling.PLAIN), arch
 
