@@ -38,6 +38,10 @@ def shrink(name: str, run_dir) -> list[str]:
             o += ["G.shared_dim=8"]
         if cfg.G.cfg.widths:  # the tiny recipes' own width pyramid stays, at ch 4 (attention needs 8 channels)
             o += ["G.ch=4", "D.ch=4"]
+    elif arch == "lapgan":  # the recipe's pyramid (levels, resolution) at a few channels; every level trains
+        o += ["data.resolution=32", "G.channels=1", "D.channels=1", "G.z_dim=8", "G.base_hidden=[32]",
+              "D.base_hidden=[16]", f"G.widths={[4] * (cfg.G.cfg.levels - 1)}",
+              f"D.widths={[4] * (cfg.G.cfg.levels - 1)}", "objective.level_kimg=0.016"]
     elif arch == "dcgan":  # and every other network the recipe names (D, Q, C, E)
         o += [f"{n}.width=8" for n in ("G", "D", "Q", "C", "E") if getattr(cfg, n) is not None]
     else:
