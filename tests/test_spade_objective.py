@@ -78,9 +78,9 @@ def test_vgg19_loads_from_a_torchvision_state_dict_and_the_perceptual_loss_behav
 
 def test_vgg19_needs_a_file_and_refuses_a_wrong_one(tmp_path):
     with pytest.raises(UserError, match="objective.vgg"):
-        OBJECTIVES.build("spade", {"lambda_vgg": 10.0})
+        OBJECTIVES.build("spade", {"lambda_vgg": 10.0}).load_files()
     with pytest.raises(UserError, match="no such VGG19 weights file"):
-        OBJECTIVES.build("spade", {"lambda_vgg": 10.0, "vgg": str(tmp_path / "missing.pth")})
+        OBJECTIVES.build("spade", {"lambda_vgg": 10.0, "vgg": str(tmp_path / "missing.pth")}).load_files()
     bad = tmp_path / "bad.pth"
     bad.write_bytes(b"not a torch file")
     with pytest.raises(UserError, match="not a readable VGG19"):
@@ -90,6 +90,7 @@ def test_vgg19_needs_a_file_and_refuses_a_wrong_one(tmp_path):
     with pytest.raises(UserError, match="not the VGG19"):
         load_vgg19(other)
     obj = OBJECTIVES.build("spade", {"lambda_vgg": 10.0, "vgg": str(_vgg_file(tmp_path))})
+    obj.load_files()
     assert isinstance(obj, SPADEObjective) and obj.vgg is not None
 
 

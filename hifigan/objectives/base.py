@@ -119,6 +119,10 @@ class Objective:
     def check_nets(self, nets: dict) -> None:
         """A family's own checks of its networks (heads, class counts, code sizes)."""
 
+    def load_files(self) -> None:
+        """Read the local files this objective needs (e.g. a perceptual network's weights); a missing or
+        wrong one is a one-line UserError. Called once by the trainer after `check` (a dry run warns)."""
+
     # -- what the trainer asks -----------------------------------------------------------------
     def reals(self, phase: str) -> str:
         """"draw", "reuse" or "" for `phase` (see PhaseSpec)."""

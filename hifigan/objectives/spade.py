@@ -97,12 +97,15 @@ class SPADEObjective(Objective):
     def __init__(self, cfg):
         super().__init__(cfg)
         self.vgg = None
-        if cfg.lambda_vgg > 0:
-            if not cfg.vgg:
+
+    def load_files(self) -> None:
+        """VGG19 for the perceptual loss (lambda_vgg > 0) from the local file objective.vgg."""
+        if self.cfg.lambda_vgg > 0 and self.vgg is None:
+            if not self.cfg.vgg:
                 raise UserError("objective.lambda_vgg > 0 needs objective.vgg: the path of torchvision's "
                                 "vgg19-dcbb9e9d.pth (nothing is downloaded); or set objective.lambda_vgg=0")
             from hifigan.metrics.vgg import load_vgg19
-            self.vgg = load_vgg19(cfg.vgg)
+            self.vgg = load_vgg19(self.cfg.vgg)
 
     def check_nets(self, nets: dict) -> None:
         G = nets["G"]

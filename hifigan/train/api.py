@@ -46,6 +46,9 @@ def train(config_path: str, overrides=(), dry_run: bool = False) -> dict | None:
             if trainer.data_problem:
                 print(f"warning: the data is not available, so a real run would stop here: {trainer.data_problem}",
                       file=sys.stderr)
+            if trainer.files_problem:
+                print(f"warning: a file the objective needs is not available, so a real run would stop here: "
+                      f"{trainer.files_problem}", file=sys.stderr)
         return None
     result = trainer.run()
     trainer.backend.close()

@@ -80,8 +80,9 @@ def use_kernels(impl: str, device) -> None:
 
 class Trainer:
     def __init__(self, cfg, backend=None, dry_run: bool = False):
-        """Build and check everything a run needs. `dry_run`: data that is not on disk is a warning
-        (`self.data_problem`) instead of an error, so the networks can be inspected without it."""
+        """Build and check everything a run needs. `dry_run`: data that is not on disk, or an objective's
+        missing weights file, is a warning (`self.data_problem`, `self.files_problem`) instead of an error,
+        so the networks can be inspected without them."""
         self.cfg, t = cfg, cfg.train
         self.backend = b = backend or build_backend(cfg)
         use_kernels(t.kernels, b.device)
@@ -98,6 +99,13 @@ class Trainer:
         self.nets = build_nets(cfg)
         self.phases = build_phases(cfg.phases or self.objective.default_phases, list(self.nets))
         self.objective.check(self.nets, self.phases)
+        self.files_problem = None
+        try:
+            self.objective.load_files()
+        except UserError as e:  # a dry run inspects the networks without the weights files
+            if not dry_run:
+                raise
+            self.files_problem = str(e)
         plans = optim_plans(self.phases, cfg.optim, self.nets)
         self.stage, self.stage_index = None, None
         if cfg.progressive is not None:
