@@ -2,6 +2,7 @@
 from hifigan.models import classic, dcgan, progan, stylegan, stylegan2  # noqa: F401
 from hifigan.models import energy, vae  # noqa: F401
 from hifigan.models import biggan, biggan_deep, sagan  # noqa: F401
+from hifigan.models import lapgan  # noqa: F401
 from hifigan.models import spade  # noqa: F401
 
 
