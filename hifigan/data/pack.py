@@ -5,24 +5,31 @@
 Output: OUT/NAME-000000.tar, NAME-000001.tar, ... and OUT/dataset.json ("hifigan-shards", version 1).
 A sample is consecutive members sharing an 8-digit key, its index in pack order: KEY.jpg|png|webp,
 then KEY.cls (ASCII class index) in labelled sets, then KEY.seg.png (8-bit label map) in paired
-sets. Tar headers are fixed (mtime 0, mode 0444, uid/gid 0, no user names): the same source and
-options give byte-identical shards whatever the number of workers.
+sets, then KEY.inst.png (16-bit instance map) where the set has instance maps. Tar headers are
+fixed (mtime 0, mode 0444, uid/gid 0, no user names): the same source and options give
+byte-identical shards whatever the number of workers.
 
 Sources (folders, zips, .npy/.npz arrays, built-in sets) and labels (labels.json, sub-folders, a
 labels JSON) are listed and read by data/sources.py; its docstring has the details.
 
-Crop and resize policy:
-  center   crop the centred square on the shorter side, then resize to R x R with PIL's LANCZOS
-           filter (antialiased when shrinking)
-  stretch  resize to R x R with LANCZOS without cropping (the aspect ratio changes)
-  none     keep images that are already R x R; others are skipped ("wrong_size")
-  resolution=None takes R from the shorter side of the first decodable image in pack order.
+Crop and resize policy (W = resolution, H = W / aspect_ratio; aspect_ratio 1 gives R x R squares):
+  center   crop the largest centred W:H box, then resize to W x H with PIL's LANCZOS filter
+           (antialiased when shrinking)
+  stretch  resize to W x H with LANCZOS without cropping (the aspect ratio changes)
+  none     keep images that are already W x H; others are skipped ("wrong_size")
+  resolution=None takes R from the shorter side of the first decodable image in pack order (square
+  sets only: a non-square set needs resolution). W / aspect_ratio must be a whole number.
   EXIF orientation is applied; ICC profiles are ignored (pixels are stored as decoded). Alpha is
   composited on white. channels=None gives 1 if that first image is grayscale, else 3.
 
-Paired sets (labelmaps=DIR): the label map with the image's file stem (matched in data/sources.py)
-goes through the same crop and a NEAREST resize; it must be 8-bit (L, P, or RGB with equal channels)
-and as large as its image.
+Paired sets (SPADE: labelmaps=DIR, or layout="cityscapes" | "ade20k"): the label map matched in
+data/sources.py goes through the same crop and a NEAREST resize; it must be 8-bit (L, P, or RGB with
+equal channels) and as large as its image ("bad_labelmap"). Instance maps (instancemaps=DIR, and the
+cityscapes layout's *_instanceIds.png) likewise, 8- or 16-bit, stored as 16-bit PNG
+("bad_instancemap"). dataset.json then says "paired": true, "label_nc" (label_nc if given, else the
+layout's count -- cityscapes 35, ade20k 151, as SPADE trains them -- else the largest label id packed
++ 1) and "instance"; with label_nc given or from a layout, a map holding an id >= label_nc is skipped
+("label_out_of_range"). Every dataset.json also records "aspect_ratio" and "height" (H).
 
 Encoding: jpg at `quality` with 4:4:4 chroma (no subsampling), png, or lossless webp (WebP has no
 grayscale mode: 1-channel sets are stored as RGB with equal channels). JPEG passthrough: with
@@ -69,6 +76,7 @@ from hifigan.io import AtomicFile, atomic_write, temporary_target
 from hifigan.schema import MAX_RESOLUTION
 
 ENCODINGS = {"jpg": "JPEG", "png": "PNG", "webp": "WEBP"}
+LAYOUT_LABEL_NC = {"cityscapes": 35, "ade20k": 151}  # SPADE's label_nc (ade20k: 150 classes + 0 = don't care)
 CROPS = ("center", "stretch", "none")
 _SHARD_RE = re.compile(r"^([^/]+)-\d{6}\.tar(\.tmp)?$")
 
@@ -83,22 +91,28 @@ class _Skip(Exception):
 
 @dataclass(frozen=True)
 class _Spec:
-    resolution: int
+    resolution: int              # W
     channels: int
     crop: str
     encoding: str
     quality: int
     reencode: bool
+    height: int = 0              # H; 0 = resolution (square)
+    label_nc: int | None = None  # label maps with an id >= this are skipped; None = no cap
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return self.resolution, self.height or self.resolution
 
 
 # ---------------------------------------------------------------- per-item work (runs in workers)
 
-_SPEC = _READER = _SEG_READER = None
+_SPEC = _READER = _SEG_READER = _INST_READER = None
 
 
-def _init_worker(spec, reader, seg_reader) -> None:
-    global _SPEC, _READER, _SEG_READER
-    _SPEC, _READER, _SEG_READER = spec, reader, seg_reader
+def _init_worker(spec, reader, seg_reader, inst_reader=None) -> None:
+    global _SPEC, _READER, _SEG_READER, _INST_READER
+    _SPEC, _READER, _SEG_READER, _INST_READER = spec, reader, seg_reader, inst_reader
 
 
 def _read(reader, ref):
@@ -144,17 +158,17 @@ def _to_channels(img: Image.Image, channels: int) -> Image.Image:
 
 def _fit(img: Image.Image, spec: _Spec, resample) -> Image.Image:
     """The crop/resize policy of the module docstring."""
-    r = spec.resolution
+    W, H = spec.size
     w, h = img.size
     if spec.crop == "none":
-        if (w, h) != (r, r):
+        if (w, h) != (W, H):
             raise _Skip("wrong_size")
         return img
-    if spec.crop == "center" and w != h:
-        s = min(w, h)
-        left, top = (w - s) // 2, (h - s) // 2
-        img = img.crop((left, top, left + s, top + s))
-    return img if img.size == (r, r) else img.resize((r, r), resample)
+    if spec.crop == "center" and w * H != h * W:
+        cw, ch = (round(h * W / H), h) if w * H > h * W else (w, round(w * H / W))  # the largest W:H box
+        left, top = (w - cw) // 2, (h - ch) // 2
+        img = img.crop((left, top, left + cw, top + ch))
+    return img if img.size == (W, H) else img.resize((W, H), resample)
 
 
 def _save(img: Image.Image, encoding: str, quality: int) -> bytes:
@@ -168,42 +182,70 @@ def _save(img: Image.Image, encoding: str, quality: int) -> bytes:
     return buf.getvalue()
 
 
-def _labelmap(raw: bytes) -> Image.Image:
+def _map_array(raw: bytes, reason: str, top: int) -> np.ndarray:
+    """A label or instance map as a 2-D int array with values in [0, top]; else _Skip(reason)."""
     try:
         m = Image.open(io.BytesIO(raw))
         m.load()
         a = np.asarray(m)
     except Exception:
-        raise _Skip("bad_labelmap") from None
+        raise _Skip(reason) from None
     if a.ndim == 3:  # RGB(A) is accepted only when it is gray
         if not (a[..., :3] == a[..., :1]).all():
-            raise _Skip("bad_labelmap")
+            raise _Skip(reason)
         a = a[..., 0]
-    if a.max(initial=0) > 255:
+    if a.ndim != 2 or a.dtype.kind not in "uib" or a.min(initial=0) < 0 or a.max(initial=0) > top:
+        raise _Skip(reason)
+    return a
+
+
+def _labelmap(raw: bytes) -> Image.Image:
+    return Image.fromarray(_map_array(raw, "bad_labelmap", 255).astype(np.uint8))
+
+
+def _instancemap(raw: bytes) -> Image.Image:
+    """Mode I (int32), so that crop and NEAREST resize keep 16-bit ids."""
+    return Image.fromarray(_map_array(raw, "bad_instancemap", 65535).astype(np.int32))
+
+
+def _fit_maps(item: _Item, spec: _Spec, size: tuple[int, int]) -> tuple[bytes | None, bytes | None, int]:
+    """(seg.png, inst.png, largest label id) of a paired item, fitted like its image of `size`."""
+    if item.seg is None:
+        return None, None, -1
+    seg = _labelmap(_read(_SEG_READER, item.seg))
+    if seg.size != size:
         raise _Skip("bad_labelmap")
-    return Image.fromarray(a.astype(np.uint8), "L")
+    inst = None
+    if item.inst is not None:
+        inst = _instancemap(_read(_INST_READER, item.inst))
+        if inst.size != size:
+            raise _Skip("bad_instancemap")
+    seg = _fit(seg, spec, Image.NEAREST)
+    top = int(np.asarray(seg).max(initial=0))
+    if spec.label_nc is not None and top >= spec.label_nc:
+        raise _Skip("label_out_of_range")
+    inst_bytes = None
+    if inst is not None:
+        inst_bytes = _save(Image.fromarray(np.asarray(_fit(inst, spec, Image.NEAREST)).astype(np.uint16)), "png", 0)
+    return _save(seg, "png", 0), inst_bytes, top
 
 
 def _work(item: _Item):
-    """-> ("ok", image ext, image bytes, seg bytes | None, passed through) or ("skip", reason)."""
+    """-> ("ok", image ext, image bytes, seg bytes | None, inst bytes | None, passed through, largest
+    label id or -1) or ("skip", reason)."""
     spec = _SPEC
     try:
         raw = _read(_READER, item.ref)
         img, upright_jpeg = _decode(raw)
-        seg = None
-        if item.seg is not None:
-            seg = _labelmap(_read(_SEG_READER, item.seg))
-            if seg.size != img.size:
-                raise _Skip("bad_labelmap")
+        seg_bytes, inst_bytes, top = _fit_maps(item, spec, img.size)
         mode = "L" if spec.channels == 1 else "RGB"
         if (spec.encoding == "jpg" and not spec.reencode and upright_jpeg and img.mode == mode
-                and img.size == (spec.resolution, spec.resolution)):
+                and img.size == spec.size):
             data, passed = raw, True
         else:
             data = _save(_fit(_to_channels(img, spec.channels), spec, Image.LANCZOS), spec.encoding, spec.quality)
             passed = False
-        seg_bytes = None if seg is None else _save(_fit(seg, spec, Image.NEAREST), "png", 0)
-        return ("ok", spec.encoding, data, seg_bytes, passed)
+        return ("ok", spec.encoding, data, seg_bytes, inst_bytes, passed, top)
     except _Skip as s:
         return ("skip", s.reason)
 
@@ -334,7 +376,8 @@ def _verified_prefix(out: Path, old: dict) -> list[tuple[dict, dict]]:
             p = out / s["name"]
             if not (p.is_file() and p.stat().st_size == s["bytes"] and _sha256(p) == s["sha256"]):
                 break
-            r = {"items": int(r["items"]), "skipped": dict(r["skipped"]), "passthrough": int(r["passthrough"])}
+            r = {"items": int(r["items"]), "skipped": dict(r["skipped"]), "passthrough": int(r["passthrough"]),
+                 **({"label_max": int(r["label_max"])} if "label_max" in r else {})}
         except (KeyError, TypeError, ValueError):  # a hand-edited dataset.json: rebuild from here
             break
         kept.append((s, r))
@@ -343,9 +386,26 @@ def _verified_prefix(out: Path, old: dict) -> list[tuple[dict, dict]]:
 
 # ---------------------------------------------------------------- pack()
 
+def _check_paired(label_nc, aspect_ratio, resolution, paired: bool) -> None:
+    if label_nc is not None and (not isinstance(label_nc, int) or isinstance(label_nc, bool)
+                                 or not 1 <= label_nc <= 256):
+        raise UserError(f"--label-nc {label_nc}: must be an int in 1..256 (label maps are 8-bit)")
+    if label_nc is not None and not paired:
+        raise UserError("--label-nc applies to paired sets; add --labelmaps DIR or --layout")
+    if not isinstance(aspect_ratio, (int, float)) or not 0.125 <= aspect_ratio <= 8:
+        raise UserError(f"--aspect-ratio {aspect_ratio}: must be a number in 0.125..8 (width / height)")
+    if aspect_ratio != 1:
+        if resolution is None:
+            raise UserError(f"--aspect-ratio {aspect_ratio:g}: give --resolution (the width W) too")
+        h = resolution / aspect_ratio
+        if abs(h - round(h)) > 1e-6 or round(h) < 1:
+            raise UserError(f"--aspect-ratio {aspect_ratio:g}: --resolution {resolution} / {aspect_ratio:g} = {h:g} "
+                            f"is not a whole number of rows; pick a width divisible by the aspect ratio")
+
+
 def _check(resolution, crop, encoding, quality, channels, shard_mb, shard_samples, workers, name):
     if resolution is not None and (not isinstance(resolution, int) or not 0 < resolution <= MAX_RESOLUTION):
-        raise UserError(f"--resolution {resolution}: must be an int in 1..{MAX_RESOLUTION} (the side of the square "
+        raise UserError(f"--resolution {resolution}: must be an int in 1..{MAX_RESOLUTION} (the width of the "
                         f"images; {MAX_RESOLUTION} is the largest resolution hifigan trains)")
     if crop not in CROPS:
         raise UserError(f"--crop {crop}: unknown crop; use one of {', '.join(CROPS)}")
@@ -365,8 +425,11 @@ def _check(resolution, crop, encoding, quality, channels, shard_mb, shard_sample
 
 def pack(source, out, *, name=None, resolution=None, crop="center", encoding="jpg", quality=95, reencode=False,
          channels=None, shard_mb=256.0, shard_samples=10000, labels="auto", labelmaps=None, workers=1,
-         shuffle=True, seed=0, force=False, progress=True) -> dict:
+         shuffle=True, seed=0, force=False, progress=True, instancemaps=None, layout=None, split=None,
+         label_nc=None, aspect_ratio=1.0) -> dict:
     """Pack `source` into OUT/NAME-XXXXXX.tar shards and OUT/dataset.json; return the dataset.json content.
+    Paired sets: labelmaps / instancemaps folders (stem matching) or a `layout` of a reference set
+    (data/sources.py), label_nc, and aspect_ratio (W / H, W = resolution) for non-square sets.
 
     An OSError while writing (disk full, read-only or vanished --out) is a UserError naming --out: the
     shard being written is discarded (its temporary removed), the shards and dataset.json already
@@ -376,7 +439,9 @@ def pack(source, out, *, name=None, resolution=None, crop="center", encoding="jp
         raise UserError(f"--out {out}: is a file; give a folder for the shards")
     name = out.resolve().name if name is None else name
     _check(resolution, crop, encoding, quality, channels, shard_mb, shard_samples, workers, name)
-    src = _open_source(source, labels, labelmaps)
+    paired = labelmaps is not None or layout is not None
+    _check_paired(label_nc, aspect_ratio, resolution, paired)
+    src = _open_source(source, labels, labelmaps, instancemaps, layout, split)
     for line in src.warnings:
         print(line, file=sys.stderr)
     items = src.items
@@ -384,7 +449,16 @@ def pack(source, out, *, name=None, resolution=None, crop="center", encoding="jp
         items = [items[i] for i in np.random.Generator(np.random.PCG64(seed)).permutation(len(items))]
     options = dict(name=name, resolution=resolution, crop=crop, encoding=encoding, reencode=reencode,
                    quality=quality if encoding == "jpg" else None, channels=channels, shard_mb=float(shard_mb),
-                   shard_samples=shard_samples, shuffle=bool(shuffle), seed=int(seed), labelmaps=labelmaps is not None)
+                   shard_samples=shard_samples, shuffle=bool(shuffle), seed=int(seed), labelmaps=paired)
+    # new options enter the fingerprint only when set, so sets packed before them still resume
+    if instancemaps is not None or layout == "cityscapes":
+        options["instancemaps"] = True
+    if layout is not None:
+        options["layout"] = layout  # the split is in src.identity
+    if label_nc is not None or layout is not None:
+        options["label_nc"] = label_nc if label_nc is not None else LAYOUT_LABEL_NC[layout]
+    if aspect_ratio != 1:
+        options["aspect_ratio"] = float(aspect_ratio)
     h = hashlib.sha256(json.dumps([1, options, src.identity, src.classes], sort_keys=True).encode())
     for it in items:
         h.update(f"{it.identity}\t{it.label}\n".encode())
@@ -412,20 +486,25 @@ def _pack_into(out: Path, source, src, items, options: dict, fingerprint: str, f
     if first is None and (resolution is None or channels is None):
         raise UserError(f"{source}: none of the {len(items)} images could be decoded; nothing to pack")
     encoding = options["encoding"]
-    spec = _Spec(resolution or min(first.size), channels or (1 if _is_gray(first) else 3), options["crop"],
-                 encoding, options["quality"] or 95, options["reencode"])
+    aspect = options.get("aspect_ratio", 1.0)
+    width = resolution or min(first.size)
+    spec = _Spec(width, channels or (1 if _is_gray(first) else 3), options["crop"], encoding,
+                 options["quality"] or 95, options["reencode"], round(width / aspect), options.get("label_nc"))
     meta = {"format": "hifigan-shards", "version": 1, "name": name, "count": 0, "resolution": spec.resolution,
-            "channels": spec.channels, "encoding": encoding, "quality": options["quality"], "crop": spec.crop,
-            "classes": src.classes, "paired": options["labelmaps"], "shards": [], "complete": False,
+            "height": spec.size[1], "aspect_ratio": aspect, "channels": spec.channels, "encoding": encoding,
+            "quality": options["quality"], "crop": spec.crop, "classes": src.classes,
+            "paired": options["labelmaps"], "shards": [], "complete": False,
             "fingerprint": fingerprint, "source": src.desc, "skipped": {}, "passthrough": 0, "resume": []}
-    state = {"items": 0, "skipped": {}, "passthrough": 0}
+    if options["labelmaps"]:
+        meta.update(label_nc=options.get("label_nc"), instance=bool(options.get("instancemaps")))
+    state = {"items": 0, "skipped": {}, "passthrough": 0, "label_max": -1}
     for s, r in kept:
         meta["shards"].append(s)
         meta["resume"].append(r)
         state = r
     if kept:
         print(f"{out}: resuming after {len(kept)} verified shards ({sum(s['count'] for s, _ in kept)} samples)")
-    _write_json(out / "dataset.json", _with_totals(meta, state, src.skipped))
+    _write_json(out / "dataset.json", _with_totals(meta, state, src.skipped, spec.label_nc))
     state = _pack_items(items, src, spec, out, meta, state, options["shard_mb"] * 1e6, options["shard_samples"],
                         workers, progress)
     if meta["count"] == 0:
@@ -453,10 +532,13 @@ def _skip_text(skipped: dict) -> str:
     return ", ".join(f"{k}: {v}" for k, v in sorted(skipped.items())) or "none skipped"
 
 
-def _with_totals(meta: dict, state: dict, listed: Counter) -> dict:
+def _with_totals(meta: dict, state: dict, listed: Counter, label_nc: int | None = None) -> dict:
+    """Totals from the counters; a paired set's label_nc is the given one, else the largest id packed + 1."""
     meta["count"] = sum(s["count"] for s in meta["shards"])
     meta["skipped"] = dict(sorted((listed + Counter(state["skipped"])).items()))
     meta["passthrough"] = state["passthrough"]
+    if meta.get("paired"):
+        meta["label_nc"] = label_nc if label_nc is not None else (state.get("label_max", -1) + 1 or None)
     return meta
 
 
@@ -465,20 +547,24 @@ def _pack_items(items, src, spec, out, meta, state, cap_bytes, cap_samples, work
     from tqdm import tqdm
     start = state["items"]
     skipped, passthrough, examples = Counter(state["skipped"]), state["passthrough"], []
+    label_max = state.get("label_max", -1)
     seg_reader = _Files(src.labelmap_root) if src.labelmap_root is not None else None
+    inst_reader = _Files(src.instmap_root) if src.instmap_root is not None else None
     pool = None
     if workers > 1:
-        pool = mp.get_context().Pool(workers, _init_worker, (spec, src.reader, seg_reader))
+        pool = mp.get_context().Pool(workers, _init_worker, (spec, src.reader, seg_reader, inst_reader))
         results = pool.imap(_work, items[start:], chunksize=max(1, min(32, (len(items) - start) // (workers * 8))))
     else:
-        _init_worker(spec, src.reader, seg_reader)
+        _init_worker(spec, src.reader, seg_reader, inst_reader)
         results = map(_work, items[start:])
     writer, key = None, meta["count"]
 
     def finish(pos):
         meta["shards"].append(writer.close())
         meta["resume"].append({"items": pos, "skipped": dict(skipped), "passthrough": passthrough})
-        _write_json(out / "dataset.json", _with_totals(meta, meta["resume"][-1], src.skipped))
+        if meta.get("paired"):
+            meta["resume"][-1]["label_max"] = label_max
+        _write_json(out / "dataset.json", _with_totals(meta, meta["resume"][-1], src.skipped, spec.label_nc))
 
     try:
         bar = tqdm(results, total=len(items), initial=start, disable=not progress, unit="img", desc=meta["name"])
@@ -488,13 +574,15 @@ def _pack_items(items, src, spec, out, meta, state, cap_bytes, cap_samples, work
                 if len(examples) < 3:
                     examples.append(f"{item.ident} ({res[1]})")
                 continue
-            _, ext, data, seg, passed = res
+            _, ext, data, seg, inst, passed, top = res
             k = f"{key:08d}"
             members = [(f"{k}.{ext}", data)]
             if item.label is not None:
                 members.append((f"{k}.cls", str(item.label).encode("ascii")))
             if seg is not None:
                 members.append((f"{k}.seg.png", seg))
+            if inst is not None:
+                members.append((f"{k}.inst.png", inst))
             if writer is not None and not writer.fits(members, cap_bytes, cap_samples):
                 finish(pos)
                 writer = None
@@ -503,6 +591,7 @@ def _pack_items(items, src, spec, out, meta, state, cap_bytes, cap_samples, work
             writer.add(members)
             key += 1
             passthrough += passed
+            label_max = max(label_max, top)
         if writer is not None:
             finish(len(items))
             writer = None
@@ -512,17 +601,24 @@ def _pack_items(items, src, spec, out, meta, state, cap_bytes, cap_samples, work
         if pool is not None:
             pool.terminate()
             pool.join()
-    final = {"items": len(items), "skipped": dict(skipped), "passthrough": passthrough, "examples": examples}
+    final = {"items": len(items), "skipped": dict(skipped), "passthrough": passthrough, "examples": examples,
+             "label_max": label_max}
     if meta["resume"]:
         meta["resume"][-1].update({k: final[k] for k in ("items", "skipped", "passthrough")})
-    _with_totals(meta, final, src.skipped)
+        if meta.get("paired"):
+            meta["resume"][-1]["label_max"] = label_max
+    _with_totals(meta, final, src.skipped, spec.label_nc)
     return final
 
 
 def summarize(meta: dict) -> str:
     """One line for the end of make_shards.py."""
     size = sum(s["bytes"] for s in meta["shards"])
+    pairs = ""
+    if meta.get("paired"):
+        pairs = f", label maps of {meta.get('label_nc')} labels"
+        pairs += " with instance maps" if meta.get("instance") else ""
     return (f"{meta['name']}: {meta['count']} samples in {len(meta['shards'])} shards, {size / 1e6:.1f} MB, "
-            f"{meta['resolution']}x{meta['resolution']}x{meta['channels']} {meta['encoding']}, "
-            f"{len(meta['classes'])} classes, {meta.get('passthrough', 0)} passed through, "
+            f"{meta['resolution']}x{meta.get('height', meta['resolution'])}x{meta['channels']} {meta['encoding']}, "
+            f"{len(meta['classes'])} classes{pairs}, {meta.get('passthrough', 0)} passed through, "
             f"skipped: {_skip_text(meta['skipped'])}")

@@ -52,6 +52,13 @@ a sample without an image, an image that does not decode, an image of the wrong 
 invalid class label. A skipped sample still advances the position, so skipping never shifts the
 stream.
 
+Paired sets (SPADE; dataset.json "paired": true): a sample also holds KEY.seg.png and, where the
+set has instance maps, KEY.inst.png; c is then int64 [B, 1|2, H, W] maps (data/labelmaps.py), and a
+bad map skips the sample like other bad data (reasons `PAIRED_REASONS`).
+
+Non-square sets: dataset.json "aspect_ratio" (W / H, default 1) and "height"; `resolution` is
+always the width W and H = W / aspect_ratio (data.aspect_ratio must match the dataset.json).
+
 Multi-resolution: a reader can deliver `resolution` = source / 2^k for the progressive models.
 JPEGs are decoded at reduced size in the DCT domain (PIL `draft`, scales 1/2 .. 1/8) and the rest
 is an exact box filter (`Image.reduce`), i.e. the 2x2 average pyramid ProGAN trains on; other
@@ -76,10 +83,11 @@ import torch
 from PIL import Image
 
 from hifigan.data import sources
+from hifigan.data.labelmaps import PAIRED_REASONS, PAIRED_SKIP_TEXT, BadMap, decode_maps
 from hifigan.errors import UserError
 
 IMAGE_EXTS = tuple(e.lstrip(".") for e in sources.IMAGE_EXTS)  # what pack reads, without the dot
-REASONS = ("truncated", "non_image", "undecodable", "wrong_size", "missing_label")
+REASONS = ("truncated", "non_image", "undecodable", "wrong_size", "missing_label")  # + PAIRED_REASONS
 FORMAT = "hifigan-shards"
 
 
@@ -165,6 +173,26 @@ class ShardSet:
     @property
     def classes(self) -> list:
         return [] if self.meta is None else list(self.meta.get("classes") or [])
+
+    @property
+    def label_nc(self) -> int:
+        """Labels of a paired set's maps (0: not paired). A paired dataset.json without the count
+        (written before it was recorded) is a UserError naming the fix."""
+        if self.meta is None or not self.meta.get("paired"):
+            return 0
+        n = self.meta.get("label_nc")
+        if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+            raise UserError(f"data.shards: the dataset.json says the set is paired but gives no label count "
+                            f"(label_nc={n!r}); repack it with launch/make_shards.py (--label-nc N)")
+        return n
+
+    @property
+    def instance(self) -> bool:
+        return bool(self.label_nc and self.meta.get("instance"))
+
+    @property
+    def aspect_ratio(self) -> float:
+        return 1.0 if self.meta is None else float(self.meta.get("aspect_ratio", 1.0))
 
     @property
     def fingerprint(self) -> str:
@@ -392,14 +420,30 @@ class Skip(Exception):
         self.reason, self.detail = reason, detail
 
 
+def rows(width: int, aspect_ratio: float) -> int:
+    """H of an image `width` wide at W / H = aspect_ratio."""
+    return round(width / aspect_ratio)
+
+
 def decode(files: dict, resolution: int, source_resolution: int, channels: int, num_classes: int,
-           flip: bool = False) -> tuple[np.ndarray, int]:
-    """One sample -> (uint8 [H, W, C] image, class or -1); raise Skip(reason) for bad data."""
+           flip: bool = False, *, aspect_ratio: float = 1.0, label_nc: int = 0,
+           instance: bool = False) -> tuple[np.ndarray, int | np.ndarray]:
+    """One sample -> (uint8 [H, W, C] image, c); raise Skip(reason) for bad data. `resolution` and
+    `source_resolution` are widths, H = W / aspect_ratio. c is the class (or -1), or with label_nc
+    > 0 the maps [K, H, W] (K = 2 with instance): uint8 label ids, int32 when instance ids follow."""
     ext = next((e for e in IMAGE_EXTS if e in files), None)
     if ext is None:
         raise Skip("non_image")
+    height, source_height = rows(resolution, aspect_ratio), rows(source_resolution, aspect_ratio)
     label = -1
-    if num_classes:
+    if label_nc:
+        try:
+            label = decode_maps(files, (resolution, height), (source_resolution, source_height), label_nc, instance)
+        except BadMap as e:
+            raise Skip(e.reason, e.detail) from None
+        if flip:
+            label = label[:, :, ::-1]
+    elif num_classes:
         try:
             label = int(files["cls"].decode().strip())
         except (KeyError, ValueError, UnicodeDecodeError):
@@ -409,10 +453,10 @@ def decode(files: dict, resolution: int, source_resolution: int, channels: int, 
     mode = "L" if channels == 1 else "RGB"
     try:
         im = Image.open(io.BytesIO(files[ext]))
-        if im.size != (source_resolution, source_resolution):
-            raise Skip("wrong_size", f" ({im.width}x{im.height}, not {source_resolution}x{source_resolution})")
+        if im.size != (source_resolution, source_height):
+            raise Skip("wrong_size", f" ({im.width}x{im.height}, not {source_resolution}x{source_height})")
         if resolution < source_resolution and im.format == "JPEG":
-            im.draft(mode, (resolution, resolution))  # DCT-domain downscale by up to 8 while decoding
+            im.draft(mode, (resolution, height))  # DCT-domain downscale by up to 8 while decoding
         im = im.convert(mode)
         if im.width != resolution:
             im = im.reduce(im.width // resolution)  # exact box filter (2x2 average per octave)
@@ -421,7 +465,7 @@ def decode(files: dict, resolution: int, source_resolution: int, channels: int, 
     except Exception:  # PIL raises many types on corrupt data (OSError, SyntaxError, struct.error, ...)
         raise Skip("undecodable") from None
     arr = np.asarray(im)
-    if arr.shape[:2] != (resolution, resolution):
+    if arr.shape[:2] != (height, resolution):
         raise Skip("wrong_size")
     if arr.ndim == 2:
         arr = arr[:, :, None]
@@ -453,7 +497,8 @@ class ShardStream(torch.utils.data.IterableDataset):
                  source_resolution: int | None = None, channels: int | None = None, num_classes: int = 0,
                  rank: int = 0, world: int = 1, workers: int = 0, seed: int = 0, shuffle_buffer: int = 1000,
                  xflip: bool = False, epochs: int | None = None, positions: list[int] | None = None,
-                 first_worker: int = 0, with_keys: bool = False, verbose: bool = True):
+                 first_worker: int = 0, with_keys: bool = False, verbose: bool = True,
+                 aspect_ratio: float | None = None, label_nc: int | None = None, instance: bool = False):
         super().__init__()
         self.shards, self.batch_size = shards, int(batch_size)
         self.source_resolution = int(source_resolution or shards.resolution or resolution or 0)
@@ -464,6 +509,16 @@ class ShardStream(torch.utils.data.IterableDataset):
             raise UserError(f"data.resolution: {self.resolution} is not the shards' resolution "
                             f"{self.source_resolution} divided by a whole number; use "
                             f"{self.source_resolution}, {self.source_resolution // 2}, ...")
+        self.aspect_ratio = float(shards.aspect_ratio if aspect_ratio is None else aspect_ratio)
+        # paired sets: maps as c (None: as the dataset.json says); instance ids only where asked for
+        self.label_nc = int(shards.label_nc if label_nc is None else label_nc)
+        self.instance = bool(instance and self.label_nc)
+        factor = self.source_resolution // self.resolution
+        source_height = rows(self.source_resolution, self.aspect_ratio)
+        if source_height % factor:
+            raise UserError(f"data.resolution: {self.resolution} reduces the shards' {self.source_resolution}x"
+                            f"{source_height} images by {factor}, which does not divide their height; use a "
+                            f"smaller reduction")
         self.channels = int(channels or shards.channels or 3)
         self.num_classes = int(num_classes)
         self.rank, self.world, self.workers = rank, world, max(int(workers), 0)
@@ -556,7 +611,8 @@ class ShardStream(torch.utils.data.IterableDataset):
                 if isinstance(files, Truncated):
                     raise Skip("truncated", files)
                 arr, label = decode(files, self.resolution, self.source_resolution, self.channels,
-                                    self.num_classes, flip)
+                                    self.num_classes, flip, aspect_ratio=self.aspect_ratio,
+                                    label_nc=self.label_nc, instance=self.instance)
             except Skip as s:
                 skipped[s.reason] += 1
                 self._report(reported, slot, shard, key, s)
@@ -589,7 +645,11 @@ class ShardStream(torch.utils.data.IterableDataset):
             buf = torch.empty(shape, dtype=torch.uint8)
         np.stack(imgs, out=buf.numpy())
         img = buf.permute(0, 3, 1, 2)
-        out = {"img": img, "c": torch.tensor(labels, dtype=torch.int64) if self.num_classes else None,
+        if self.label_nc:  # maps [B, K, H, W], uint8 (int32 with instance ids); int64 on the device
+            c = torch.from_numpy(np.ascontiguousarray(np.stack(labels)))
+        else:
+            c = torch.tensor(labels, dtype=torch.int64) if self.num_classes else None
+        out = {"img": img, "c": c,
                "worker": logical, "pos": int(pos), "skipped": dict(skipped), "busy": time.perf_counter() - t0}
         if self.with_keys:
             out["keys"] = list(keys)
@@ -621,6 +681,7 @@ SKIP_TEXT = {  # what a Skip reason means, for the stderr report
     "undecodable": "the image does not decode",
     "wrong_size": "the image has the wrong size",
     "missing_label": "no valid class label (.cls)",
+    **PAIRED_SKIP_TEXT,
 }
 
 
@@ -637,11 +698,12 @@ class ShardFeed:
     happens on the device) and keeps the positions of the batches it has consumed."""
 
     def __init__(self, cfg, seed: int, rank: int, world: int, batch_gpu: int, img_shape, num_classes: int,
-                 device):
+                 device, instance: bool = False):
         self.cfg, self.seed, self.rank, self.world, self.batch_gpu = cfg, seed, rank, world, batch_gpu
         self.shards = ShardSet.open(cfg.shards, cfg.meta, allow_pipe=getattr(cfg, "allow_pipe", False))
         C, H, W = img_shape
         classes = self.shards.classes
+        aspect = float(getattr(cfg, "aspect_ratio", 1.0))
         if self.shards.meta is not None:
             if num_classes and len(classes) != num_classes:
                 raise UserError(f"data.shards: G is conditional on {num_classes} classes but the shards have "
@@ -649,8 +711,20 @@ class ShardFeed:
             if self.shards.channels and self.shards.channels != C:
                 raise UserError(f"data.shards: images have {self.shards.channels} channels but G makes {C}; "
                                 f"set G/D channels={self.shards.channels}")
-        if cfg.resolution != H:
-            raise UserError(f"data.resolution={cfg.resolution} but G makes {H}x{W} images; make them agree")
+            if abs(self.shards.aspect_ratio - aspect) > 1e-9:
+                raise UserError(f"data.aspect_ratio={aspect:g} but the shards were packed at aspect ratio "
+                                f"{self.shards.aspect_ratio:g} (W / H); set data.aspect_ratio="
+                                f"{self.shards.aspect_ratio:g}")
+        if (cfg.resolution, rows(cfg.resolution, aspect)) != (W, H):
+            raise UserError(f"data.resolution={cfg.resolution} and aspect_ratio={aspect:g} give "
+                            f"{cfg.resolution}x{rows(cfg.resolution, aspect)} (W x H) images but G makes {W}x{H}; "
+                            f"make them agree")
+        self.label_nc = self.shards.label_nc
+        if self.label_nc and num_classes:
+            raise UserError(f"data.shards: a paired set delivers label maps as c, but G is conditional on "
+                            f"{num_classes} classes; set G/D num_classes=0")
+        self.instance = bool(instance and self.shards.instance)  # c carries instance ids (channel 1)
+        self.aspect_ratio = aspect
         self.shape, self.num_classes = (C, H, W), num_classes
         self.resolution = cfg.resolution
         self.readers = max(cfg.workers, 1)
@@ -666,7 +740,8 @@ class ShardFeed:
         return ShardStream(self.shards, batch_size=self.batch_gpu, resolution=self.resolution, channels=self.shape[0],
                            num_classes=self.num_classes, rank=self.rank, world=self.world, workers=c.workers,
                            seed=self.seed, shuffle_buffer=c.shuffle_buffer, xflip=c.xflip,
-                           positions=self.positions, first_worker=self.next_worker, verbose=True)
+                           positions=self.positions, first_worker=self.next_worker, verbose=True,
+                           aspect_ratio=self.aspect_ratio, label_nc=self.label_nc, instance=self.instance)
 
     def configure(self, resolution: int, batch_gpu: int) -> None:
         """Read at `resolution` (the shards' resolution / 2^k) in batches of `batch_gpu`: the readers
@@ -696,6 +771,8 @@ class ShardFeed:
         img = b["img"].to(device, non_blocking=True)
         img = img.to(torch.float32, memory_format=torch.contiguous_format).div_(127.5).sub_(1.0)
         c = None if b["c"] is None else b["c"].to(device, non_blocking=True)
+        if c is not None and self.label_nc:
+            c = c.long()  # [n, 1|2, H, W]: travels as uint8 / int32
         return img, c
 
     def state_dict(self) -> dict:
@@ -732,7 +809,7 @@ class ShardFeed:
         now = time.perf_counter()
         out = {"Timing/data_images_per_s": self._n * self.readers / self._busy if self._busy > 0 else 0.0,
                "Timing/data_wait_fraction": self._wait / max(now - self._t, 1e-9)}
-        for r in REASONS:
+        for r in REASONS + (PAIRED_REASONS if self.label_nc else ()):
             out[f"Data/skipped/{r}"] = float(sum(s.get(r, 0) for s in self._skipped))
         self._n = self._busy = self._wait = 0.0
         self._t = now

@@ -20,7 +20,17 @@ Labels (classes are sorted names; index = position in `classes`):
   A class is a name or an int. Int classes keep their value: classes = ["0", ..., str(max)] (so do
   .npz labels and the built-ins). Images without a label in a labelled set are skipped.
 Paired sets (labelmaps=DIR): each image is matched to the label map with its file stem (stems in DIR
-must be unique); images without one are skipped ("missing_labelmap").
+must be unique); images without one are skipped ("missing_labelmap"). instancemaps=DIR adds instance
+maps the same way ("missing_instancemap"); it needs labelmaps.
+
+Layouts of the reference paired sets (source = the dataset's root folder; `split` a folder name):
+  cityscapes  leftImg8bit/<split>/<city>/<base>_leftImg8bit.png with gtFine/<split>/<city>/
+              <base>_gtFine_labelIds.png (label ids 0..33) and <base>_gtFine_instanceIds.png (16-bit);
+              split default "train"; files not named *_leftImg8bit.png are ignored
+  ade20k      images/<split>/<path>.jpg with annotations/<split>/<path>.png (ADEChallengeData2016;
+              label 0 is "other / don't care" and stays label 0); split default "training"
+  A missing map skips its image ("missing_labelmap" / "missing_instancemap"); a missing layout folder
+  is a UserError. Layout sets are unconditional (no class labels).
 
 Damaged input is a UserError naming the file: a truncated or corrupt .zip, .npy or .npz, a tar
 or other file that is not a source, an unreadable labels JSON. A damaged member of a good zip
@@ -47,6 +57,8 @@ from hifigan.errors import UserError
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".webp")
 TAR_EXTS = (".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tar.xz")
 BUILTINS = ("lfw", "mnist")
+LAYOUTS = ("cityscapes", "ade20k")
+LAYOUT_SPLITS = {"cityscapes": "train", "ade20k": "training"}  # default split folder of each layout
 
 
 class _Item(NamedTuple):
@@ -55,6 +67,7 @@ class _Item(NamedTuple):
     identity: str        # for the fingerprint: path and size of the image (and of its label map)
     label: int | None
     seg: str | None      # relative path of the label map in the labelmaps folder
+    inst: str | None = None  # relative path of the instance map in the instancemaps folder
 
 
 @dataclass
@@ -68,6 +81,7 @@ class _Source:
     examples: list = field(default_factory=list)
     labelmap_root: Path | None = None
     warnings: list = field(default_factory=list)        # one-line notes on the listing, printed by pack()
+    instmap_root: Path | None = None
 
 
 # ---------------------------------------------------------------- readers (also used by workers)
@@ -247,7 +261,7 @@ def _folder_labels(rels: list[str], labels: str, root_json: bytes | None, where:
     return per, _class_table(sorted({v for v in per.values() if v is not None}), where)
 
 
-def _file_source(root: Path, labels: str, labelmaps) -> _Source:
+def _file_source(root: Path, labels: str, labelmaps, instancemaps=None) -> _Source:
     problems = []
     if root.is_dir():
         listing = _list_folder(root, problems)
@@ -263,7 +277,9 @@ def _file_source(root: Path, labels: str, labelmaps) -> _Source:
     rels = [r for r, _ in listing]
     per, table = _folder_labels(rels, labels, root_json, str(root))
     maps_root, maps = _index_labelmaps(labelmaps) if labelmaps is not None else (None, None)
-    src = _Source(desc, f"files:{labels}", reader, [], table[0] if table else [], labelmap_root=maps_root)
+    inst_root, insts = _index_labelmaps(instancemaps, "--instancemaps") if instancemaps is not None else (None, None)
+    src = _Source(desc, f"files:{labels}", reader, [], table[0] if table else [], labelmap_root=maps_root,
+                  instmap_root=inst_root)
     _listing_notes(src, root, problems)
     for rel, size in listing:
         label = None
@@ -272,14 +288,74 @@ def _file_source(root: Path, labels: str, labelmaps) -> _Source:
                 _note(src, "missing_label", rel)
                 continue
             label = table[1][per[rel]]
-        seg = None
+        seg = inst = None
         if maps is not None:
             seg = maps.get(Path(rel).stem)
             if seg is None:
                 _note(src, "missing_labelmap", rel)
                 continue
-        identity = f"{rel}:{size}" + (f"|{seg}:{(maps_root / seg).stat().st_size}" if seg else "")
-        src.items.append(_Item(rel, rel, identity, label, seg))
+        if insts is not None:
+            inst = insts.get(Path(rel).stem)
+            if inst is None:
+                _note(src, "missing_instancemap", rel)
+                continue
+        identity = f"{rel}:{size}" + (f"|{seg}:{_size(maps_root / seg)}" if seg else "") + \
+            (f"|{inst}:{_size(inst_root / inst)}" if inst else "")
+        src.items.append(_Item(rel, rel, identity, label, seg, inst))
+    return src
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:  # vanished or dangling: reading it later skips the item
+        return -1
+
+
+def _layout_source(root: Path, layout: str, split: str | None, labels: str) -> _Source:
+    """A paired set in the folder layout of Cityscapes or ADE20K (module docstring)."""
+    if layout not in LAYOUTS:
+        raise UserError(f"--layout {layout}: unknown layout; use one of {', '.join(LAYOUTS)}")
+    if labels not in ("auto", "none"):
+        raise UserError(f"--layout {layout}: the set is paired with label maps and has no class labels; "
+                        f"drop --labels {labels}")
+    split = split or LAYOUT_SPLITS[layout]
+    if not split or "/" in split or split in (".", ".."):
+        raise UserError(f"--split {split!r}: must be a folder name such as {LAYOUT_SPLITS[layout]}")
+    images, maps = (("leftImg8bit", "gtFine") if layout == "cityscapes" else ("images", "annotations"))
+    if not root.is_dir():
+        raise UserError(f"--layout {layout}: --source {root} is not a folder; give the dataset's root folder "
+                        f"(holding {images}/ and {maps}/)")
+    for top in (images, maps):
+        if not (root / top / split).is_dir():
+            raise UserError(f"--layout {layout}: no folder {root / top / split}; --source must be the "
+                            f"{layout} root holding {images}/{split}/ and {maps}/{split}/ (see --split)")
+    problems = []
+    listing = _list_folder(root / images / split, problems)
+    src = _Source(str(root), f"layout:{layout}:{split}", _Files(root), [], [], labelmap_root=root,
+                  instmap_root=root if layout == "cityscapes" else None)
+    _listing_notes(src, root / images / split, problems)
+    suffix = "_leftImg8bit.png"
+    for rel, size in listing:
+        ref = f"{images}/{split}/{rel}"
+        if layout == "cityscapes":
+            if not rel.endswith(suffix):
+                continue
+            base = f"{maps}/{split}/{rel[:-len(suffix)]}"
+            seg, inst = f"{base}_gtFine_labelIds.png", f"{base}_gtFine_instanceIds.png"
+        else:
+            seg, inst = f"{maps}/{split}/{Path(rel).with_suffix('.png').as_posix()}", None
+        if not (root / seg).is_file():
+            _note(src, "missing_labelmap", ref)
+            continue
+        if inst is not None and not (root / inst).is_file():
+            _note(src, "missing_instancemap", ref)
+            continue
+        identity = f"{ref}:{size}|{seg}:{_size(root / seg)}" + (f"|{inst}:{_size(root / inst)}" if inst else "")
+        src.items.append(_Item(ref, ref, identity, None, seg, inst))
+    if not src.items and not src.skipped:
+        what = "*_leftImg8bit.png" if layout == "cityscapes" else "images"
+        raise UserError(f"--layout {layout}: no {what} under {root / images / split}; check --source and --split")
     return src
 
 
@@ -317,16 +393,18 @@ def _first_line(e: Exception) -> str:
     return text[0][:120] if text else type(e).__name__
 
 
-def _index_labelmaps(labelmaps) -> tuple[Path, dict[str, str]]:
-    """(folder, {file stem: relative path}) of the label maps."""
+def _index_labelmaps(labelmaps, flag: str = "--labelmaps") -> tuple[Path, dict[str, str]]:
+    """(folder, {file stem: relative path}) of the label (or instance) maps."""
     root = Path(labelmaps).expanduser()
+    what = "label" if flag == "--labelmaps" else "instance"
     if not root.is_dir():
-        raise UserError(f"--labelmaps {labelmaps}: not a folder; give the folder of label maps named like the images")
+        raise UserError(f"{flag} {labelmaps}: not a folder; give the folder of {what} maps named like the images")
     maps = {}
     for rel, _ in _list_folder(root):  # a dangling or unreadable map leaves its image "missing_labelmap"
         stem = Path(rel).stem
         if stem in maps:
-            raise UserError(f"{root}: two label maps for the stem {stem!r} ({maps[stem]}, {rel}); stems must be unique")
+            raise UserError(f"{root}: two {what} maps for the stem {stem!r} ({maps[stem]}, {rel}); stems must be "
+                            f"unique")
         maps[stem] = rel
     return root, maps
 
@@ -373,9 +451,18 @@ def _array_source(images, labels, classes, desc: str, identity: str, use_labels:
     return src
 
 
-def _open_source(source, labels: str, labelmaps) -> _Source:
+def _open_source(source, labels: str, labelmaps, instancemaps=None, layout=None, split=None) -> _Source:
     text = str(source)
     path = Path(text).expanduser()
+    if instancemaps is not None and labelmaps is None:
+        raise UserError("--instancemaps needs --labelmaps (instance maps go with label maps); add --labelmaps DIR")
+    if layout is not None:
+        if labelmaps is not None:
+            raise UserError(f"--layout {layout} finds the label and instance maps itself; drop --labelmaps and "
+                            f"--instancemaps")
+        return _layout_source(path, layout, split, labels)
+    if split is not None:
+        raise UserError("--split applies to --layout cityscapes | ade20k only; drop it or add --layout")
     if not path.exists():
         name = text.removeprefix("builtin:")
         if text.startswith("builtin:") or ("/" not in text and "." not in text):
@@ -390,7 +477,7 @@ def _open_source(source, labels: str, labelmaps) -> _Source:
         if labelmaps is not None:
             raise UserError("--labelmaps needs an image folder or zip source (label maps are matched by file stem)")
         return _npy_source(path, labels)
-    return _file_source(path, labels, labelmaps)
+    return _file_source(path, labels, labelmaps, instancemaps)
 
 
 def _npy_source(path: Path, labels: str) -> _Source:
