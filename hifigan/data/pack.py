@@ -26,10 +26,11 @@ Paired sets (SPADE: labelmaps=DIR, or layout="cityscapes" | "ade20k"): the label
 data/sources.py goes through the same crop and a NEAREST resize; it must be 8-bit (L, P, or RGB with
 equal channels) and as large as its image ("bad_labelmap"). Instance maps (instancemaps=DIR, and the
 cityscapes layout's *_instanceIds.png) likewise, 8- or 16-bit, stored as 16-bit PNG
-("bad_instancemap"). dataset.json then says "paired": true, "label_nc" (label_nc if given, else the
-layout's count -- cityscapes 35, ade20k 151, as SPADE trains them -- else the largest label id packed
-+ 1) and "instance"; with label_nc given or from a layout, a map holding an id >= label_nc is skipped
-("label_out_of_range"). Every dataset.json also records "aspect_ratio" and "height" (H).
+("bad_instancemap"). A layout packs 3 channels unless channels is given. dataset.json then says
+"paired": true, "label_nc" (label_nc if given, else the layout's count -- cityscapes 35, ade20k 151,
+as SPADE trains them -- else the largest label id packed + 1) and "instance"; with label_nc given or
+from a layout, a map holding an id >= label_nc is skipped ("label_out_of_range"). Every
+dataset.json also records "aspect_ratio" and "height" (H).
 
 Encoding: jpg at `quality` with 4:4:4 chroma (no subsampling), png, or lossless webp (WebP has no
 grayscale mode: 1-channel sets are stored as RGB with equal channels). JPEG passthrough: with
@@ -441,6 +442,8 @@ def pack(source, out, *, name=None, resolution=None, crop="center", encoding="jp
     _check(resolution, crop, encoding, quality, channels, shard_mb, shard_samples, workers, name)
     paired = labelmaps is not None or layout is not None
     _check_paired(label_nc, aspect_ratio, resolution, paired)
+    if layout is not None and channels is None:
+        channels = 3  # both reference sets are colour photos; ADE20K has some grayscale JPEGs
     src = _open_source(source, labels, labelmaps, instancemaps, layout, split)
     for line in src.warnings:
         print(line, file=sys.stderr)
