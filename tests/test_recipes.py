@@ -42,6 +42,14 @@ def shrink(name: str, run_dir) -> list[str]:
         o += ["data.resolution=32", "G.channels=1", "D.channels=1", "G.z_dim=8", "G.base_hidden=[32]",
               "D.base_hidden=[16]", f"G.widths={[4] * (cfg.G.cfg.levels - 1)}",
               f"D.widths={[4] * (cfg.G.cfg.levels - 1)}", "objective.level_kimg=0.016"]
+    elif arch == "spade":  # the in-memory digits with their class-labelled stroke masks, at a few channels
+        o[o.index("data.source=mnist")] = "data.source=mnist_labelmaps"
+        o += ["data.resolution=32", "data.aspect_ratio=1", "objective.lambda_vgg=0", "train.ema_bn_batches=0"]
+        o += [f"{n}.{k}" for n in ("G", "D") for k in ("width=32", "aspect_ratio=1", "channels=1", "label_nc=11",
+                                                       "instance=false")]
+        o += ["G.ngf=4", "G.spade_hidden=8", "G.z_dim=16", "D.ndf=4", "D.n_layers=2"]
+        if cfg.E is not None:
+            o += ["E.channels=1", "E.ndf=4", "E.z_dim=16", "E.input_size=32"]
     elif arch == "dcgan":  # and every other network the recipe names (D, Q, C, E)
         o += [f"{n}.width=8" for n in ("G", "D", "Q", "C", "E") if getattr(cfg, n) is not None]
     else:
@@ -78,6 +86,8 @@ def test_recipe_trains_a_few_steps_and_its_checkpoint_rebuilds(name, tmp_path):
         assert tr.stage.resolution == 16
     with torch.no_grad():
         c = torch.arange(2) % G.num_classes if getattr(G, "num_classes", 0) else None
+        if getattr(G, "label_nc", 0):  # label maps (SPADE)
+            c = torch.randint(0, G.label_nc, (2, 1 + int(G.instance), *G.img_shape[1:]))
         a, b = G.eval()(torch.randn(2, G.z_dim), c), tr.G_ema.eval()(torch.randn(2, G.z_dim), c)
     assert a.shape == b.shape and torch.isfinite(a).all()
     assert (tmp_path / "run" / "samples").is_dir()

@@ -137,7 +137,7 @@ class Trainer:
         G, b = self.nets["G"], self.backend
         try:
             return build_feed(self.cfg.data, self.cfg.seed, b.rank, b.world, self.batch_gpu, G.img_shape,
-                              G.num_classes, b.device), None
+                              G.num_classes, b.device, G=G), None
         except UserError as e:
             if not dry_run:
                 raise
