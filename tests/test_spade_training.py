@@ -43,7 +43,9 @@ def test_every_spade_recipe_is_listed():
     assert names == set(RECIPES)
 
 
-@pytest.mark.parametrize("name,vae", [(n, False) for n in RECIPES] + [("mnist_spade.yaml", True)])
+# spade_cityscapes resumes from packed Cityscapes shards with instance maps (the last test)
+@pytest.mark.parametrize("name,vae", [("mnist_spade.yaml", False), ("spade_ade20k.yaml", False),
+                                      ("mnist_spade.yaml", True)])
 def test_recipe_resumes_bit_identically_in_one_process(name, vae, tmp_path):
     torch.set_num_threads(1)
     straight, resumed = tmp_path / "straight", tmp_path / "resumed"
@@ -157,3 +159,30 @@ def test_spade_recipe_on_unpaired_data_or_wrong_label_count_is_one_line(tmp_path
         r = run_script("train.py", ROOT / "configs" / "mnist_spade.yaml", *shrink("mnist_spade.yaml", tmp_path / "r"),
                        *extra, check=False)
         assert r.returncode == 2 and msg in r.stderr and "Traceback" not in r.stderr, (extra, r.stderr[-400:])
+
+
+def test_cityscapes_recipe_trains_from_paired_shards_with_instance_maps_and_resumes(tmp_path):
+    """The Cityscapes recipe at 64x32 on a tiny packed Cityscapes tree (label ids, 16-bit instance ids):
+    G and D see one-hot labels plus instance edges; stopping and resuming changes nothing."""
+    from hifigan.data.pack import pack
+    from test_paired_data import _cityscapes
+    torch.set_num_threads(1)
+    _cityscapes(tmp_path / "root")
+    pack(tmp_path / "root", tmp_path / "shards", layout="cityscapes", resolution=64, aspect_ratio=2.0,
+         encoding="png", progress=False)
+    name = "spade_cityscapes.yaml"
+
+    def overrides(run):
+        return shrink(name, run) + [f"data.shards={tmp_path / 'shards'}", "data.workers=0", "data.resolution=64",
+                                    "data.aspect_ratio=2", "data.shuffle_buffer=4"] + [
+            f"{n}.{k}" for n in ("G", "D") for k in ("width=64", "aspect_ratio=2", "channels=3", "label_nc=35",
+                                                     "instance=true")]
+    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
+    tr = Trainer(load_config(ROOT / "configs" / name, overrides(straight)))
+    assert tr.nets["G"].img_shape == (3, 32, 64)
+    tr.run()
+    img, c = tr._last_reals[0]
+    assert img.shape == (8, 3, 32, 64) and c.shape == (8, 2, 32, 64) and c.dtype == torch.int64
+    Trainer(load_config(ROOT / "configs" / name, overrides(resumed) + ["train.total_kimg=0.024"])).run()
+    Trainer(load_config(ROOT / "configs" / name, overrides(resumed))).run()
+    _same(straight, resumed)
