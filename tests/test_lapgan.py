@@ -269,3 +269,14 @@ def test_generate_writes_every_level_and_refuses_other_generators(tmp_path, caps
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "--levels" in err and "'dcgan'" in err, err
     assert not (tmp_path / "bad").exists()
+
+
+def test_cifar10_recipe_dry_runs_without_its_data(tmp_path, capsys):
+    from hifigan.train.api import train
+    train(str(ROOT / "configs" / "lapgan_cifar10.yaml"),
+          [f"run_dir={tmp_path / 'run'}", f"data.shards={tmp_path / 'no-cifar'}"], dry_run=True)
+    out = capsys.readouterr()
+    assert "G: 2,138,246 parameters" in out.out and "D: 784,187 parameters" in out.out
+    warnings = [line for line in out.err.splitlines() if line.startswith("warning")]
+    assert len(warnings) == 1 and "no-cifar" in warnings[0]
+    assert not (tmp_path / "run").exists()

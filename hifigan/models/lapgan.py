@@ -138,6 +138,8 @@ class LAPGANGenerator(nn.Module):
                                                      cfg.batch_norm)
                                    for w, r in zip(cfg.widths, self.resolutions[1:]))
         dcgan_init(self, cfg.init_std)
+        for band in self.bands:  # h_k starts at 0: an untrained level passes the coarser image on, adding no noise
+            nn.init.zeros_(band.net[-1].weight)
 
     def split(self, z: torch.Tensor) -> list[torch.Tensor]:
         """z [N, z_dim] -> [z_0 [N, z_dim_0], noise_1 [N, P, r_1, r_1], ...], coarsest first."""
