@@ -67,6 +67,25 @@ def latest_ckpt(run_dir) -> Path:
     return root / (root / "latest").read_text().strip()
 
 
+def assert_same_checkpoints(a, b, nets=("G", "D", "G_ema")) -> None:
+    """The latest checkpoints of run dirs a and b are the same step with bit-identical weights of `nets`."""
+    import torch
+    ca, cb = latest_ckpt(a), latest_ckpt(b)
+    assert ca.name == cb.name
+    for net in nets:
+        wa, wb = read_weights(ca / f"{net}.safetensors"), read_weights(cb / f"{net}.safetensors")
+        assert wa.keys() == wb.keys()
+        for k in wa:
+            assert torch.equal(wa[k], wb[k]), f"{net}.{k} differs after resuming"
+
+
+def train_two_processes(config, *overrides, timeout=300) -> None:
+    """launch/train.py CONFIG OVERRIDES on two gloo processes (torchrun); fails the test with its output."""
+    r = subprocess.run(torchrun_cmd(2, "train.py", config, *overrides), cwd=ROOT, env=env1(), capture_output=True,
+                       text=True, timeout=timeout)
+    assert r.returncode == 0, r.stdout[-1500:] + r.stderr[-2500:]
+
+
 @pytest.fixture(scope="module")
 def one_thread():
     """Tiny ops: with two intra-op threads on a busy 2-core machine, OpenMP's spinning made such

@@ -3,13 +3,12 @@ and (one recipe per family) in two gloo processes with cross-replica batch norm;
 truncation and class rows on a trained checkpoint."""
 from __future__ import annotations
 
-import subprocess
 
 import numpy as np
 import pytest
 import torch
 
-from conftest import ROOT, env1, latest_ckpt, read_weights, run_script, torchrun_cmd
+from conftest import ROOT, assert_same_checkpoints, latest_ckpt, run_script, train_two_processes
 from hifigan.config import load_config
 from hifigan.train.trainer import Trainer
 from test_recipes import shrink
@@ -20,13 +19,7 @@ TWO_PROCESS = ["biggan_imagenet128.yaml", "biggan_deep_imagenet128.yaml", "sagan
 
 
 def _same(a, b):
-    ca, cb = latest_ckpt(a), latest_ckpt(b)
-    assert ca.name == cb.name
-    for net in ("G", "D", "G_ema"):
-        wa, wb = read_weights(ca / f"{net}.safetensors"), read_weights(cb / f"{net}.safetensors")
-        assert wa.keys() == wb.keys()
-        for k in wa:
-            assert torch.equal(wa[k], wb[k]), f"{net}.{k} differs after resuming"
+    assert_same_checkpoints(a, b)
 
 
 def test_every_family_recipe_is_listed():
@@ -49,9 +42,7 @@ def test_recipe_resumes_bit_identically_in_one_process(name, tmp_path):
 @pytest.mark.parametrize("name", TWO_PROCESS)
 def test_recipe_resumes_bit_identically_on_two_processes(name, tmp_path):
     def train(run, *extra):
-        cmd = torchrun_cmd(2, "train.py", ROOT / "configs" / name, *shrink(name, run), *extra)
-        r = subprocess.run(cmd, cwd=ROOT, env=env1(), capture_output=True, text=True, timeout=300)
-        assert r.returncode == 0, r.stdout[-1500:] + r.stderr[-2500:]
+        train_two_processes(ROOT / "configs" / name, *shrink(name, run), *extra)
     straight, resumed = tmp_path / "straight", tmp_path / "resumed"
     train(straight)
     train(resumed, "train.total_kimg=0.024")

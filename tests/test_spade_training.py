@@ -4,14 +4,12 @@ processes; TensorBoard shows map | real | synthesized; generate.py synthesizes f
 (with a style image for the encoder variant) and refuses what it cannot use in one line."""
 from __future__ import annotations
 
-import subprocess
-
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
-from conftest import ROOT, env1, latest_ckpt, read_weights, run_script, torchrun_cmd
+from conftest import ROOT, assert_same_checkpoints, latest_ckpt, run_script, train_two_processes
 from hifigan.config import load_config
 from hifigan.train.trainer import Trainer
 from test_recipes import shrink
@@ -29,13 +27,7 @@ def _overrides(name, run, vae=False):
 
 
 def _same(a, b, nets=("G", "D", "G_ema")):
-    ca, cb = latest_ckpt(a), latest_ckpt(b)
-    assert ca.name == cb.name
-    for net in nets:
-        wa, wb = read_weights(ca / f"{net}.safetensors"), read_weights(cb / f"{net}.safetensors")
-        assert wa.keys() == wb.keys()
-        for k in wa:
-            assert torch.equal(wa[k], wb[k]), f"{net}.{k} differs after resuming"
+    assert_same_checkpoints(a, b, nets)
 
 
 def test_every_spade_recipe_is_listed():
@@ -60,9 +52,7 @@ def test_tiny_recipe_resumes_bit_identically_on_two_processes(tmp_path):
     name = "mnist_spade.yaml"
 
     def train(run, *extra):
-        cmd = torchrun_cmd(2, "train.py", ROOT / "configs" / name, *shrink(name, run), *extra)
-        r = subprocess.run(cmd, cwd=ROOT, env=env1(), capture_output=True, text=True, timeout=300)
-        assert r.returncode == 0, r.stdout[-1500:] + r.stderr[-2500:]
+        train_two_processes(ROOT / "configs" / name, *shrink(name, run), *extra)
     straight, resumed = tmp_path / "straight", tmp_path / "resumed"
     train(straight)
     train(resumed, "train.total_kimg=0.024")

@@ -48,6 +48,18 @@ IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 LPIPS_SHIFT, LPIPS_SCALE = (-0.030, -0.088, -0.188), (0.458, 0.448, 0.450)
 
 
+def conv_stack(cfg: list) -> list[nn.Module]:
+    """torchvision's VGG `features` layers for a width table (ints: 3x3 conv + ReLU, "M": 2x2 max pool)."""
+    layers, cin = [], 3
+    for v in cfg:
+        if v == "M":
+            layers.append(nn.MaxPool2d(2, 2))
+        else:
+            layers += [nn.Conv2d(cin, v, 3, padding=1), nn.ReLU()]
+            cin = v
+    return layers
+
+
 CFG19 = [64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512, "M", 512, 512, 512, 512, "M"]
 VGG19_FILES = "vgg19-dcbb9e9d.pth (torchvision's VGG19 state dict)"
 # torchvision VGG19 indices of relu1_1, relu2_1, relu3_1, relu4_1, relu5_1: SPADE's perceptual layers
@@ -59,14 +71,7 @@ class VGG19Features(nn.Module):
 
     def __init__(self):
         super().__init__()
-        layers, cin = [], 3
-        for v in CFG19:
-            if v == "M":
-                layers.append(nn.MaxPool2d(2, 2))
-            else:
-                layers += [nn.Conv2d(cin, v, 3, padding=1), nn.ReLU()]
-                cin = v
-        self.features = nn.Sequential(*layers[:VGG19_RELU1[-1] + 1])
+        self.features = nn.Sequential(*conv_stack(CFG19)[:VGG19_RELU1[-1] + 1])
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         out = []
@@ -92,14 +97,7 @@ class VGG16(nn.Module):
 
     def __init__(self):
         super().__init__()
-        layers, cin = [], 3
-        for v in CFG:
-            if v == "M":
-                layers.append(nn.MaxPool2d(2, 2))
-            else:
-                layers += [nn.Conv2d(cin, v, 3, padding=1), nn.ReLU()]
-                cin = v
-        self.features = nn.Sequential(*layers)
+        self.features = nn.Sequential(*conv_stack(CFG))
         self.avgpool = nn.AdaptiveAvgPool2d(7)
         self.classifier = nn.Sequential(nn.Linear(512 * 49, 4096), nn.ReLU(), nn.Dropout(),
                                         nn.Linear(4096, 4096), nn.ReLU(), nn.Dropout(), nn.Linear(4096, 1000))
