@@ -3,7 +3,6 @@ and (one recipe per family) in two gloo processes with cross-replica batch norm;
 truncation and class rows on a trained checkpoint."""
 from __future__ import annotations
 
-
 import numpy as np
 import pytest
 import torch
