@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import importlib.util
 import struct
-import subprocess
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from conftest import ROOT, env1, latest_ckpt, read_weights, torchrun_cmd
+from conftest import ROOT, assert_same_checkpoints, latest_ckpt, train_two_processes
 from hifigan import checkpoint
 from hifigan.config import load_config
 from hifigan.errors import UserError
@@ -96,9 +95,11 @@ def test_a_size_that_does_not_halve_is_refused():
     ("G.widths=[8]", "widths has 1 entries but 3 levels have 2 finer levels"),
     ("objective.schedule=random", "objective.schedule: 'random' is not allowed"),
     ("objective.levels_trained=[1,1]", "list each level once"),
+    ("G.base=conv G.base_hidden=[8]", "base conv needs base_hidden with at least 2 channel counts"),
+    ("D.base=cnn", "D.base: 'cnn' is not allowed (choose from mlp, conv)"),
 ])
 def test_bad_configs_are_one_line_errors(tmp_path, override, what):
-    msg = one_line_error(load_config, ROOT / "configs" / RECIPE, [f"run_dir={tmp_path}", override])
+    msg = one_line_error(load_config, ROOT / "configs" / RECIPE, [f"run_dir={tmp_path}", *override.split()])
     assert what in msg, msg
 
 
@@ -113,17 +114,18 @@ def test_objective_refuses_networks_it_cannot_train(tmp_path, override, what):
 
 # -- networks --------------------------------------------------------------------------------------
 
-def build(num_classes=0, channels=1):
+def build(num_classes=0, channels=1, base="mlp"):
     torch.manual_seed(0)
-    common = {"resolution": 32, "channels": channels, "levels": 3, "widths": [8, 4], "num_classes": num_classes}
-    G = GENERATORS.build("lapgan", {**common, "z_dim": 16, "base_hidden": [32]})
-    D = DISCRIMINATORS.build("lapgan", {**common, "base_hidden": [16]})
+    common = {"resolution": 32, "channels": channels, "levels": 3, "widths": [8, 4], "num_classes": num_classes,
+              "base": base}
+    G = GENERATORS.build("lapgan", {**common, "z_dim": 16, "base_hidden": [32] if base == "mlp" else [16, 8]})
+    D = DISCRIMINATORS.build("lapgan", {**common, "base_hidden": [16] if base == "mlp" else [8, 16]})
     return G, D
 
 
-@pytest.mark.parametrize("num_classes, channels", [(0, 1), (10, 3)])
-def test_g_samples_the_pyramid_and_d_judges_every_level(num_classes, channels):
-    G, D = build(num_classes, channels)
+@pytest.mark.parametrize("num_classes, channels, base", [(0, 1, "mlp"), (10, 3, "mlp"), (10, 1, "conv"), (0, 3, "conv")])
+def test_g_samples_the_pyramid_and_d_judges_every_level(num_classes, channels, base):
+    G, D = build(num_classes, channels, base)
     assert G.z_dim == 16 + 16 * 16 + 32 * 32 and G.z_sizes == [16, 256, 1024]
     assert G.img_shape == (channels, 32, 32) and G.num_classes == num_classes
     z = torch.randn(5, G.z_dim)
@@ -206,16 +208,6 @@ def test_every_family_recipe_is_listed():
     assert names == set(FAMILY)
 
 
-def _same(a, b):
-    ca, cb = latest_ckpt(a), latest_ckpt(b)
-    assert ca.name == cb.name
-    for net in ("G", "D", "G_ema"):
-        wa, wb = read_weights(ca / f"{net}.safetensors"), read_weights(cb / f"{net}.safetensors")
-        assert wa.keys() == wb.keys()
-        for k in wa:
-            assert torch.equal(wa[k], wb[k]), f"{net}.{k} differs after resuming"
-
-
 @pytest.mark.parametrize("name, extra", [("mnist_lapgan.yaml", []), ("lapgan_cifar10.yaml", []),
                                          ("mnist_lapgan.yaml", ["objective.schedule=sequential"])])
 def test_recipe_resumes_bit_identically_in_one_process(tmp_path, name, extra):
@@ -224,22 +216,19 @@ def test_recipe_resumes_bit_identically_in_one_process(tmp_path, name, extra):
     Trainer(load_config(ROOT / "configs" / name, tiny(resumed, *extra, "train.total_kimg=0.024", name=name))).run()
     assert latest_ckpt(resumed).name != latest_ckpt(straight).name
     Trainer(load_config(ROOT / "configs" / name, tiny(resumed, *extra, name=name))).run()
-    _same(straight, resumed)
+    assert_same_checkpoints(straight, resumed)
 
 
 def test_recipe_resumes_bit_identically_on_two_processes(tmp_path):
     """Sequential, so the run switches levels (level 0, 1, 2 over the six steps) and DDP sees parameters
     that a step leaves unused; the resume lands in level 2's window."""
     def train(run, *extra):
-        cmd = torchrun_cmd(2, "train.py", ROOT / "configs" / RECIPE, *tiny(run, "objective.schedule=sequential"),
-                           *extra)
-        r = subprocess.run(cmd, cwd=ROOT, env=env1(), capture_output=True, text=True, timeout=300)
-        assert r.returncode == 0, r.stdout[-1500:] + r.stderr[-2500:]
+        train_two_processes(ROOT / "configs" / RECIPE, *tiny(run, "objective.schedule=sequential", *extra))
     straight, resumed = tmp_path / "straight", tmp_path / "resumed"
     train(straight)
     train(resumed, "train.total_kimg=0.024")
     train(resumed)
-    _same(straight, resumed)
+    assert_same_checkpoints(straight, resumed)
     assert torch.load(latest_ckpt(straight) / "state.pt", weights_only=True)["world_size"] == 2
 
 

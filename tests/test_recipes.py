@@ -39,8 +39,8 @@ def shrink(name: str, run_dir) -> list[str]:
         if cfg.G.cfg.widths:  # the tiny recipes' own width pyramid stays, at ch 4 (attention needs 8 channels)
             o += ["G.ch=4", "D.ch=4"]
     elif arch == "lapgan":  # the recipe's pyramid (levels, resolution) at a few channels; every level trains
-        o += ["data.resolution=32", "G.channels=1", "D.channels=1", "G.z_dim=8", "G.base_hidden=[32]",
-              "D.base_hidden=[16]", f"G.widths={[4] * (cfg.G.cfg.levels - 1)}",
+        o += ["data.resolution=32", "G.channels=1", "D.channels=1", "G.z_dim=8", "G.base_hidden=[16,8]",
+              "D.base_hidden=[8,16]", f"G.widths={[4] * (cfg.G.cfg.levels - 1)}",
               f"D.widths={[4] * (cfg.G.cfg.levels - 1)}", "objective.level_kimg=0.016"]
     elif arch == "spade":  # the in-memory digits with their class-labelled stroke masks, at a few channels
         o[o.index("data.source=mnist")] = "data.source=mnist_labelmaps"

@@ -21,7 +21,7 @@ logits, so a phase calls each network once (one DDP forward) whatever set of lev
 from __future__ import annotations
 
 import typing
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -77,6 +77,80 @@ def _classes(c, num_classes: int, net: str):
     return c if num_classes else None
 
 
+BASES = ("mlp", "conv")  # the coarsest level's networks
+
+
+def check_base(base: str, hidden: list[int], r0: int) -> None:
+    if base not in BASES:
+        raise ValueError(f"base: {base!r} is not allowed (choose from {', '.join(BASES)})")
+    if base == "conv" and (len(hidden) < 2 or r0 % 2 or r0 < 4):
+        raise ValueError(f"base conv needs base_hidden with at least 2 channel counts and an even coarsest side >= 4 "
+                         f"(got {list(hidden)} and {r0}); lower levels or use base: mlp")
+
+
+class BaseGenerator(nn.Module):
+    """Level 0: (z_0 [N, z], c) -> the coarsest image [N, C, r, r] in [-1, 1]. mlp: fully connected layers of
+    `hidden` units (the paper's CIFAR-10 G_K). conv: a linear layer to a [hidden[0], r/2, r/2] map, a 4x4
+    stride-2 transposed conv to [hidden[1], r, r], 3x3 convs through the other widths, a 3x3 conv to C."""
+
+    def __init__(self, kind: str, z_dim: int, hidden: list[int], channels: int, resolution: int, num_classes: int,
+                 batch_norm: bool):
+        super().__init__()
+        self.num_classes, self.shape = num_classes, (channels, resolution, resolution)
+        z_in = z_dim + num_classes
+        if kind == "mlp":
+            self.net = nn.Sequential(*mlp([z_in, *hidden, channels * resolution ** 2], nn.ReLU, batch_norm=batch_norm))
+            return
+        half = resolution // 2
+
+        def bn_relu(c, dims=2):
+            return ([(nn.BatchNorm2d if dims == 2 else nn.BatchNorm1d)(c)] if batch_norm else []) + [nn.ReLU()]
+        layers = [nn.Linear(z_in, hidden[0] * half * half), *bn_relu(hidden[0] * half * half, 1),
+                  nn.Unflatten(1, (hidden[0], half, half)), nn.ConvTranspose2d(hidden[0], hidden[1], 4, 2, 1),
+                  *bn_relu(hidden[1])]
+        for a, b in zip(hidden[1:-1], hidden[2:]):
+            layers += [nn.Conv2d(a, b, 3, 1, 1), *bn_relu(b)]
+        self.net = nn.Sequential(*layers, nn.Conv2d(hidden[-1], channels, 3, 1, 1))
+
+    def forward(self, z, c=None):
+        if c is not None:
+            z = torch.cat([z, F.one_hot(c.long(), self.num_classes).to(z.dtype)], 1)
+        return torch.tanh(self.net(z).view(len(z), *self.shape))
+
+
+class BaseDiscriminator(nn.Module):
+    """Level 0: (the coarsest image [N, C, r, r], c) -> logits [N]. mlp: fully connected LeakyReLU(0.2) layers with
+    dropout on the flattened image (+ one-hot class; the paper's D_K). conv: a 3x3 conv to hidden[0] channels,
+    4x4 stride-2 convs through the other widths (class as one more input plane), dropout, a linear layer."""
+
+    def __init__(self, kind: str, hidden: list[int], channels: int, resolution: int, num_classes: int,
+                 dropout: float):
+        super().__init__()
+        self.kind, self.num_classes = kind, num_classes
+        if kind == "mlp":
+            self.net = nn.Sequential(*mlp([channels * resolution ** 2 + num_classes, *hidden, 1],
+                                          lambda: nn.LeakyReLU(0.2), dropout=dropout))
+            return
+        self.plane = ClassPlane(num_classes, resolution) if num_classes else None
+        layers = [nn.Conv2d(channels + (1 if num_classes else 0), hidden[0], 3, 1, 1), nn.LeakyReLU(0.2)]
+        side = resolution
+        for a, b in zip(hidden[:-1], hidden[1:]):
+            layers += [nn.Conv2d(a, b, 4, 2, 1), nn.LeakyReLU(0.2)]
+            side //= 2
+        layers += [nn.Flatten()] + ([nn.Dropout(dropout)] if dropout else [])
+        self.net = nn.Sequential(*layers, nn.Linear(hidden[-1] * side * side, 1))
+
+    def forward(self, x, c=None):
+        if self.kind == "mlp":
+            h = x.flatten(1)
+            if c is not None:
+                h = torch.cat([h, F.one_hot(c.long(), self.num_classes).to(h.dtype)], 1)
+            return self.net(h).flatten()
+        if self.plane is not None:
+            x = torch.cat([x, self.plane(c, x)], 1)
+        return self.net(x).flatten()
+
+
 class BandPassGenerator(nn.Module):
     """Finer level k: (l_k [N, C, r, r], noise [N, P, r, r], c) -> h_k [N, C, r, r]: three 3x3 convs,
     batch norm and ReLU between them, a linear output (a band-pass image is signed and unbounded)."""
@@ -111,7 +185,8 @@ class LAPGANGenerator(nn.Module):
         channels: int = bounded(1, ge=1, le=MAX_CHANNELS)           # output image channels
         levels: int = bounded(3, ge=1, le=MAX_LAYERS)               # pyramid levels: 3 = 8 -> 16 -> 32 at resolution 32
         z_dim: int = bounded(100, ge=1, le=MAX_WIDTH)               # the base level's noise size (the paper: 100)
-        base_hidden: list[int] = bounded(default_factory=lambda: [1200, 1200], ge=1, le=MAX_WIDTH)  # base MLP's hidden widths (the paper: 1200, 1200)
+        base: str = field(default="mlp", metadata={"choices": BASES})  # the coarsest level's G: mlp (the paper's CIFAR-10 base) or conv
+        base_hidden: list[int] = bounded(default_factory=lambda: [1200, 1200], ge=1, le=MAX_WIDTH)  # base's hidden widths (mlp: units, the paper's 1200, 1200; conv: channels at r/2, r, ...)
         widths: list[int] = bounded(default_factory=lambda: [128, 64], ge=1, le=MAX_WIDTH)  # hidden channels of each finer level's convnet, coarse to fine
         noise_planes: int = bounded(1, ge=1, le=MAX_CHANNELS)       # noise planes concatenated at each finer level (the paper: 1)
         batch_norm: bool = True                                     # batch norm after G's hidden layers (base MLP and convnets)
@@ -119,7 +194,7 @@ class LAPGANGenerator(nn.Module):
         init_std: float = bounded(0.02, gt=0)                       # N(0, std) weight init
 
         def __post_init__(self):
-            level_resolutions(self.resolution, self.levels)
+            check_base(self.base, self.base_hidden, level_resolutions(self.resolution, self.levels)[0])
             check_widths(self.widths, self.levels, "widths")
 
     def __init__(self, cfg: Config):
@@ -132,8 +207,8 @@ class LAPGANGenerator(nn.Module):
         self.z_sizes = [cfg.z_dim] + [cfg.noise_planes * r * r for r in self.resolutions[1:]]
         self.z_dim = sum(self.z_sizes)
         r0 = self.resolutions[0]
-        self.base = nn.Sequential(*mlp([cfg.z_dim + cfg.num_classes, *cfg.base_hidden, cfg.channels * r0 * r0],
-                                       nn.ReLU, batch_norm=cfg.batch_norm), nn.Tanh())
+        self.base = BaseGenerator(cfg.base, cfg.z_dim, cfg.base_hidden, cfg.channels, r0, cfg.num_classes,
+                                  cfg.batch_norm)
         self.bands = nn.ModuleList(BandPassGenerator(cfg.channels, cfg.noise_planes, w, r, cfg.num_classes,
                                                      cfg.batch_norm)
                                    for w, r in zip(cfg.widths, self.resolutions[1:]))
@@ -150,8 +225,7 @@ class LAPGANGenerator(nn.Module):
         """Level k's output: the coarsest image [N, C, r_0, r_0] in [-1, 1] (k = 0, coarse None), else the
         band-pass image [N, C, r_k, r_k] given coarse = l_k, the upsampled level-(k-1) image."""
         if k == 0:
-            x = noise if c is None else torch.cat([noise, F.one_hot(c.long(), self.num_classes).to(noise.dtype)], 1)
-            return self.base(x).view(len(noise), self.img_shape[0], self.resolutions[0], self.resolutions[0])
+            return self.base(noise, c)
         return self.bands[k - 1](coarse, noise, c)
 
     def forward(self, z, c=None, coarse: Levels | None = None):
@@ -204,14 +278,16 @@ class LAPGANDiscriminator(nn.Module):
         resolution: int = resolution_field(32, 1, pow2=False)       # input H = W, divisible by 2**(levels-1)
         channels: int = bounded(1, ge=1, le=MAX_CHANNELS)           # image channels
         levels: int = bounded(3, ge=1, le=MAX_LAYERS)               # pyramid levels (as G's)
-        base_hidden: list[int] = bounded(default_factory=lambda: [600, 600], ge=1, le=MAX_WIDTH)  # base MLP's hidden widths (the paper: 600, 600)
-        dropout: float = bounded(0.5, ge=0, lt=1)                   # dropout after the base MLP's hidden layers (the paper uses dropout)
+        base: str = field(default="mlp", metadata={"choices": BASES})  # the coarsest level's D: mlp (the paper's CIFAR-10 base) or conv
+        base_hidden: list[int] = bounded(default_factory=lambda: [600, 600], ge=1, le=MAX_WIDTH)  # base's hidden widths (mlp: units, the paper's 600, 600; conv: channels at r, r/2, ...)
+        dropout: float = bounded(0.5, ge=0, lt=1)                   # dropout in the base D (mlp: after each hidden layer, the paper's; conv: before the linear)
         widths: list[int] = bounded(default_factory=lambda: [64, 64], ge=1, le=MAX_WIDTH)  # first-conv channels of each finer level's D (the second has twice), coarse to fine
         num_classes: int = bounded(0, ge=0, le=MAX_CLASSES)         # > 0: class-conditional at every level; 0 = unconditional
         init_std: float = bounded(0.02, gt=0)                       # N(0, std) weight init
 
         def __post_init__(self):
             res = level_resolutions(self.resolution, self.levels)
+            check_base(self.base, self.base_hidden, res[0])
             check_widths(self.widths, self.levels, "widths")
             if len(res) > 1 and res[1] < 4:
                 raise ValueError(f"the finer levels' discriminators need at least 4x4 images, but level 1 is "
@@ -224,18 +300,14 @@ class LAPGANDiscriminator(nn.Module):
         self.resolutions = level_resolutions(cfg.resolution, cfg.levels)
         self.partial = True  # a phase may judge some levels only: DDP must look for unused parameters
         r0 = self.resolutions[0]
-        self.base = nn.Sequential(*mlp([cfg.channels * r0 * r0 + cfg.num_classes, *cfg.base_hidden, 1],
-                                       lambda: nn.LeakyReLU(0.2), dropout=cfg.dropout))
+        self.base = BaseDiscriminator(cfg.base, cfg.base_hidden, cfg.channels, r0, cfg.num_classes, cfg.dropout)
         self.bands = nn.ModuleList(BandPassDiscriminator(cfg.channels, w, r, cfg.num_classes)
                                    for w, r in zip(cfg.widths, self.resolutions[1:]))
         dcgan_init(self, cfg.init_std)
 
     def level(self, k: int, x: torch.Tensor, coarse, c=None) -> torch.Tensor:
         if k == 0:
-            h = x.flatten(1)
-            if c is not None:
-                h = torch.cat([h, F.one_hot(c.long(), self.num_classes).to(h.dtype)], 1)
-            return self.base(h).flatten()
+            return self.base(x, c)
         return self.bands[k - 1](x, coarse, c)
 
     def forward(self, inputs: Levels, c=None) -> Levels:
