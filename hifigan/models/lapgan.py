@@ -3,15 +3,17 @@ Networks", arXiv:1506.05751).
 
 A Laplacian pyramid (hifigan/nn/pyramid.py) of `levels` levels, numbered from the coarsest (level 0,
 resolution / 2**(levels-1)) to the finest (level levels-1, the output resolution). Level 0's
-generator is an MLP from noise z_0 (and the class) to the coarsest image, as the paper's CIFAR-10
-base (two hidden ReLU layers); every finer level k has a small convnet that takes the coarser image
-upsampled, l_k = u(I_{k-1}), with its own noise as extra planes (the paper's "4th colour plane") and
-makes the band-pass image h_k, so I_k = l_k + h_k (section 3). Class conditioning (section 4): the
-one-hot class joins z_0, and at each finer level a linear layer turns it into one more plane.
+generator maps noise z_0 (and the class) to the coarsest image: an MLP, as the paper's CIFAR-10 base
+(two hidden ReLU layers), or (base: conv, beyond the paper) a linear layer and a transposed conv.
+Every finer level k has a small convnet that takes the coarser image upsampled, l_k = u(I_{k-1}),
+with its own noise as extra planes (the paper's "4th colour plane") and makes the band-pass image
+h_k, so I_k = l_k + h_k (section 3). Class conditioning (section 4): the one-hot class joins z_0, and
+at each finer level a linear layer turns it into one more plane.
 
-The discriminators mirror this, one per level: an MLP with dropout on the coarsest image, and at each
-finer level a convnet on the band-pass image together with its conditioning image (concatenated as
-channels; the paper adds l_k to h_k, which a first convolution can still form).
+The discriminators mirror this, one per level: an MLP with dropout (or a small convnet) on the
+coarsest image, and at each finer level a convnet on the band-pass image together with its
+conditioning image (concatenated as channels; the paper adds l_k to h_k, which a first convolution
+can still form).
 
 Sampling G(z, c) runs the whole pyramid, coarsest first; training (hifigan/objectives/lapgan.py)
 trains the levels independently, each finer level conditioned on the real image's coarse version:
@@ -176,7 +178,7 @@ class BandPassGenerator(nn.Module):
 class LAPGANGenerator(nn.Module):
     """z [N, z_dim] (+ c [N]) -> img [N, channels, resolution, resolution] in [-1, 1], through every level.
 
-    z is split coarsest first: z_dim entries for the base MLP, then noise_planes * r_k**2 per finer
+    z is split coarsest first: z_dim entries for the base, then noise_planes * r_k**2 per finer
     level k (reshaped to its noise planes); `G.z_dim` is the total, `G.z_sizes` the split."""
 
     @dataclass(kw_only=True)
@@ -189,7 +191,7 @@ class LAPGANGenerator(nn.Module):
         base_hidden: list[int] = bounded(default_factory=lambda: [1200, 1200], ge=1, le=MAX_WIDTH)  # base's hidden widths (mlp: units, the paper's 1200, 1200; conv: channels at r/2, r, ...)
         widths: list[int] = bounded(default_factory=lambda: [128, 64], ge=1, le=MAX_WIDTH)  # hidden channels of each finer level's convnet, coarse to fine
         noise_planes: int = bounded(1, ge=1, le=MAX_CHANNELS)       # noise planes concatenated at each finer level (the paper: 1)
-        batch_norm: bool = True                                     # batch norm after G's hidden layers (base MLP and convnets)
+        batch_norm: bool = True                                     # batch norm after every hidden layer of G (base and band-pass nets)
         num_classes: int = bounded(0, ge=0, le=MAX_CLASSES)         # > 0: class-conditional at every level; 0 = unconditional
         init_std: float = bounded(0.02, gt=0)                       # N(0, std) weight init
 
