@@ -188,7 +188,7 @@ class LAPGANGenerator(nn.Module):
         levels: int = bounded(3, ge=1, le=MAX_LAYERS)               # pyramid levels: 3 = 8 -> 16 -> 32 at resolution 32
         z_dim: int = bounded(100, ge=1, le=MAX_WIDTH)               # the base level's noise size (the paper: 100)
         base: str = field(default="mlp", metadata={"choices": BASES})  # the coarsest level's G: mlp (the paper's CIFAR-10 base) or conv
-        base_hidden: list[int] = bounded(default_factory=lambda: [1200, 1200], ge=1, le=MAX_WIDTH)  # base's hidden widths (mlp: units, the paper's 1200, 1200; conv: channels at r/2, r, ...)
+        base_hidden: list[int] = bounded(default_factory=lambda: [1200, 1200], ge=1, le=MAX_WIDTH)  # mlp: hidden units (paper: 1200, 1200); conv: channels at r/2, r, ...
         widths: list[int] = bounded(default_factory=lambda: [128, 64], ge=1, le=MAX_WIDTH)  # hidden channels of each finer level's convnet, coarse to fine
         noise_planes: int = bounded(1, ge=1, le=MAX_CHANNELS)       # noise planes concatenated at each finer level (the paper: 1)
         batch_norm: bool = True                                     # batch norm after every hidden layer of G (base and band-pass nets)
@@ -281,9 +281,9 @@ class LAPGANDiscriminator(nn.Module):
         channels: int = bounded(1, ge=1, le=MAX_CHANNELS)           # image channels
         levels: int = bounded(3, ge=1, le=MAX_LAYERS)               # pyramid levels (as G's)
         base: str = field(default="mlp", metadata={"choices": BASES})  # the coarsest level's D: mlp (the paper's CIFAR-10 base) or conv
-        base_hidden: list[int] = bounded(default_factory=lambda: [600, 600], ge=1, le=MAX_WIDTH)  # base's hidden widths (mlp: units, the paper's 600, 600; conv: channels at r, r/2, ...)
-        dropout: float = bounded(0.5, ge=0, lt=1)                   # dropout in the base D (mlp: after each hidden layer, the paper's; conv: before the linear)
-        widths: list[int] = bounded(default_factory=lambda: [64, 64], ge=1, le=MAX_WIDTH)  # first-conv channels of each finer level's D (the second has twice), coarse to fine
+        base_hidden: list[int] = bounded(default_factory=lambda: [600, 600], ge=1, le=MAX_WIDTH)  # mlp: hidden units (paper: 600, 600); conv: channels at r, r/2, ...
+        dropout: float = bounded(0.5, ge=0, lt=1)                   # base D dropout (mlp: each hidden layer, as the paper; conv: before the linear)
+        widths: list[int] = bounded(default_factory=lambda: [64, 64], ge=1, le=MAX_WIDTH)  # each finer level's D: first conv's channels (the second: twice), coarse to fine
         num_classes: int = bounded(0, ge=0, le=MAX_CLASSES)         # > 0: class-conditional at every level; 0 = unconditional
         init_std: float = bounded(0.02, gt=0)                       # N(0, std) weight init
 

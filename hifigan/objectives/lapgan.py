@@ -42,9 +42,9 @@ class LAPGANObjective(Objective):
 
     @dataclass(kw_only=True)
     class Config:
-        loss: str = field(default="nonsaturating", metadata={"choices": LOSSES})        # G's loss: -log D(G(z)) (nonsaturating, the paper's practice) or log(1 - D(G(z)))
-        schedule: str = field(default="joint", metadata={"choices": SCHEDULES})         # joint: all levels every step; sequential: one level at a time, coarsest first
-        level_kimg: float = bounded(100.0, gt=0, le=MAX_KIMG)                            # sequential: thousands of real images each level trains for
+        loss: str = field(default="nonsaturating", metadata={"choices": LOSSES})  # G: -log D(G(z)) (nonsaturating, the paper's practice) or log(1 - D(G(z)))
+        schedule: str = field(default="joint", metadata={"choices": SCHEDULES})   # joint: all levels every step; sequential: one at a time, coarsest first
+        level_kimg: float = bounded(100.0, gt=0, le=MAX_KIMG)                      # sequential: thousands of real images each level trains for
         levels_trained: typing.Optional[list[int]] = bounded(None, ge=0, lt=MAX_LAYERS)  # levels that train (0 = coarsest), in schedule order; null = all
 
         def __post_init__(self):
