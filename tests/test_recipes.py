@@ -44,7 +44,7 @@ def shrink(name: str, run_dir) -> list[str]:
               f"D.widths={[4] * (cfg.G.cfg.levels - 1)}", "objective.level_kimg=0.016"]
     elif arch == "spade":  # the in-memory digits with their class-labelled stroke masks, at a few channels
         o[o.index("data.source=mnist")] = "data.source=mnist_labelmaps"
-        o += ["data.resolution=32", "data.aspect_ratio=1", "objective.lambda_vgg=0", "train.ema_bn_batches=0"]
+        o += ["data.resolution=32", "data.aspect_ratio=1", "objective.lambda_vgg=0", "train.ema_bn_batches=1"]
         o += [f"{n}.{k}" for n in ("G", "D") for k in ("width=32", "aspect_ratio=1", "channels=1", "label_nc=11",
                                                        "instance=false")]
         o += ["G.ngf=4", "G.spade_hidden=8", "G.z_dim=16", "D.ndf=4", "D.n_layers=2"]

@@ -23,17 +23,21 @@ def has_batch_norm(net: nn.Module) -> bool:
 
 
 @torch.no_grad()
-def standing_stats(G: nn.Module, batches: int, batch_size: int = 64, seed: int = 2**31 - 1) -> None:
+def standing_stats(G: nn.Module, batches: int, batch_size: int = 64, seed: int = 2**31 - 1, maps=None) -> None:
     """Recompute G's batch-norm running statistics as exact averages over `batches` fixed batches.
 
     G_ema's weights are an average that G never ran with, so the running statistics G collected do
     not describe it; BigGAN (Brock et al. 2019, arXiv:1809.11096) calls the fix "standing statistics".
-    Deterministic: the latents come from a generator seeded with `seed`.
+    Deterministic: the latents come from a generator seeded with `seed`. A label-map generator
+    (SPADE) runs on `maps` (label maps [n, k, H, W] from the data, at most `batches` of them) instead;
+    without maps its statistics stay. Its running averages lag weights that keep changing, and a
+    layer whose input hardly varies over the batch (SPADE's first block at a 1x1 start sees one
+    pixel of the map) turns that lag into garbage once divided by sqrt(var + eps): measured on the
+    tiny recipe, stroke IoU 0.38 with the lagging statistics and 0.94 with one batch of standing ones.
     """
     bns = [m for m in G.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    if hooks_for(G).labelmap:  # its inputs are label maps from data, not seeds: G_ema keeps G's running statistics
-        return
-    if not bns or batches <= 0:
+    labelmap = hooks_for(G).labelmap
+    if not bns or batches <= 0 or (labelmap and not maps):
         return
     device = next(G.parameters()).device
     momenta = [m.momentum for m in bns]
@@ -43,7 +47,11 @@ def standing_stats(G: nn.Module, batches: int, batch_size: int = 64, seed: int =
     was_training = G.training
     G.train()
     gen = torch.Generator().manual_seed(seed)
-    for _ in range(batches):
+    if labelmap:
+        for c in list(maps)[:batches]:
+            z = torch.randn(len(c), G.z_dim, generator=gen).to(device) if G.use_vae else None
+            G(z, c.to(device))
+    for _ in range(0 if labelmap else batches):
         z = torch.randn(batch_size, G.z_dim, generator=gen).to(device)
         c = torch.randint(G.num_classes, (batch_size,), generator=gen).to(device) if G.num_classes else None
         G(z, c)

@@ -341,6 +341,8 @@ class Trainer:
 
     # -- checkpoints (train/state.py) ----------------------------------------------------------
     def save(self) -> None:
+        if sampling.hooks_for(self.G_ema).labelmap:  # the saved G_ema samples with statistics of its own weights
+            self.standing_stats()
         run_state.save(self)
 
     def resume(self) -> bool:
@@ -361,8 +363,10 @@ class Trainer:
         self.monitor.scalars(self.stats, extra, self.nimg, self.step)
 
     def standing_stats(self) -> None:
-        """G_ema's batch-norm statistics recomputed for its weights (every rank: G_ema stays identical)."""
-        sampling.standing_stats(self.G_ema, self.cfg.train.ema_bn_batches, self.batch_gpu)
+        """G_ema's batch-norm statistics recomputed for its weights (every rank: G_ema stays identical; a
+        label-map generator's from the maps of the last real draw, over the global batch)."""
+        maps = [c for _, c in self._last_reals]
+        sampling.standing_stats(self.G_ema, self.cfg.train.ema_bn_batches, self.batch_gpu, maps=maps)
 
     def log_images(self) -> None:
         self.standing_stats()
