@@ -45,7 +45,7 @@ class Batch:
     # The mean of a detached statistic over all ranks (the backend's all_mean; identity on one process).
     # The only collective an objective may reach; every rank must call it the same number of times.
     cross_rank_mean: Callable[[torch.Tensor], torch.Tensor] = _local
-    nimg: int = 0                # real images shown before this step (schedules that are a function of progress)
+    nimg: int = 0                # real images drawn so far, this step's draw included (schedules that are a function of progress)
 
 
 @dataclass(frozen=True)
