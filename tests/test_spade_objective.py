@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from hifigan.errors import UserError
-from hifigan.metrics.vgg import VGG19Features, load_vgg19
+from hifigan.nn.vgg import VGG19Features, load_vgg19
 from hifigan.objectives.spade import (SPADEObjective, feature_matching, hinge_d, hinge_g, kl_normal, perceptual)
 from hifigan.registry import OBJECTIVES
 

@@ -29,7 +29,10 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from hifigan.errors import UserError
-from hifigan.metrics.inception import is_torchscript, load_into, load_state
+from hifigan.metrics.inception import is_torchscript
+from hifigan.nn.vgg import VGG19_FILES, VGG19Features, conv_stack, load_vgg19  # noqa: F401
+from hifigan.weights import load_into, load_state
+from hifigan.weights import weights_path as _path
 
 VGG_FILES = "vgg16-397923af.pth (torchvision's VGG16 state dict) or vgg16.pt (NVIDIA, TorchScript)"
 LPIPS_FILES = "vgg.pth of the lpips package (lpips/weights/v0.1/vgg.pth)"
@@ -46,50 +49,6 @@ for _v in CFG:
 LPIPS_LAYERS = ("conv1_2", "conv2_2", "conv3_3", "conv4_3", "conv5_3")
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 LPIPS_SHIFT, LPIPS_SCALE = (-0.030, -0.088, -0.188), (0.458, 0.448, 0.450)
-
-
-def conv_stack(cfg: list) -> list[nn.Module]:
-    """torchvision's VGG `features` layers for a width table (ints: 3x3 conv + ReLU, "M": 2x2 max pool)."""
-    layers, cin = [], 3
-    for v in cfg:
-        if v == "M":
-            layers.append(nn.MaxPool2d(2, 2))
-        else:
-            layers += [nn.Conv2d(cin, v, 3, padding=1), nn.ReLU()]
-            cin = v
-    return layers
-
-
-CFG19 = [64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512, "M", 512, 512, 512, 512, "M"]
-VGG19_FILES = "vgg19-dcbb9e9d.pth (torchvision's VGG19 state dict)"
-# torchvision VGG19 indices of relu1_1, relu2_1, relu3_1, relu4_1, relu5_1: SPADE's perceptual layers
-VGG19_RELU1 = (1, 6, 11, 20, 29)
-
-
-class VGG19Features(nn.Module):
-    """torchvision's VGG19 `features` up to relu5_1; forward(x) -> the five relu{k}_1 activations."""
-
-    def __init__(self):
-        super().__init__()
-        self.features = nn.Sequential(*conv_stack(CFG19)[:VGG19_RELU1[-1] + 1])
-
-    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        out = []
-        for i, layer in enumerate(self.features):
-            x = layer(x)
-            if i in VGG19_RELU1:
-                out.append(x)
-        return out
-
-
-def load_vgg19(path, option: str = "objective.vgg") -> VGG19Features:
-    """VGG19's convolutions from torchvision's state dict file, in eval mode without gradients."""
-    p = _path(path, "VGG19", VGG19_FILES, option)
-    net = VGG19Features()
-    keep = set(net.state_dict())
-    state = {k: v for k, v in load_state(p, "VGG19", VGG19_FILES).items() if k in keep or not k.startswith("features.")
-             and not k.startswith("classifier.")}
-    return load_into(net, state, p, "VGG19", VGG19_FILES)
 
 
 class VGG16(nn.Module):
@@ -129,15 +88,6 @@ def imagenet_normalize(x: torch.Tensor) -> torch.Tensor:
     """Images in [-1, 1] -> torchvision VGG input (ImageNet mean/std on [0, 1])."""
     x = (x + 1) / 2
     return (x - x.new_tensor(IMAGENET_MEAN)[:, None, None]) / x.new_tensor(IMAGENET_STD)[:, None, None]
-
-
-def _path(path, what: str, files: str, option: str) -> Path:
-    if path is None or str(path) == "":
-        raise UserError(f"this needs {what} weights: pass {option} FILE, the file {files}; nothing is downloaded")
-    p = Path(path).expanduser()
-    if not p.is_file():
-        raise UserError(f"{p}: no such {what} weights file; expected {files}")
-    return p
 
 
 class ScriptedVGG(nn.Module):

@@ -104,7 +104,7 @@ class SPADEObjective(Objective):
             if not self.cfg.vgg:
                 raise UserError("objective.lambda_vgg > 0 needs objective.vgg: the path of torchvision's "
                                 "vgg19-dcbb9e9d.pth (nothing is downloaded); or set objective.lambda_vgg=0")
-            from hifigan.metrics.vgg import load_vgg19
+            from hifigan.nn.vgg import load_vgg19
             self.vgg = load_vgg19(self.cfg.vgg)
 
     def check_nets(self, nets: dict) -> None:
